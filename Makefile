@@ -1,0 +1,41 @@
+# jobpixel: `make run` and `make test` are all a newcomer needs (see README).
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+
+DATA     ?= .data
+CH_TCP   ?= 19000
+CH_HTTP  ?= 18123
+GO       ?= go
+TESTFLAGS ?=
+
+.PHONY: all build run test deps clickhouse clickhouse-stop bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/jobpixel ./cmd/jobpixel
+
+# deps installs what the suite and the local run need and is idempotent:
+# ClickHouse from Debian (scripts/clickhouse.sh), and the npm packages of
+# the consent oracle and the tracker's demo page when those exist.
+deps:
+	@for d in consent/testdata/iabtcf ingest/tracker; do \
+		if [ -f $$d/package-lock.json ] && [ ! -d $$d/node_modules ]; then \
+			echo "npm ci --prefix $$d"; npm ci --prefix $$d --no-audit --no-fund --loglevel=error || exit 1; \
+		fi; \
+	done
+
+clickhouse:
+	@bash scripts/clickhouse.sh start $(DATA)/clickhouse $(CH_TCP) $(CH_HTTP)
+
+clickhouse-stop:
+	@bash scripts/clickhouse.sh stop $(DATA)/clickhouse $(CH_TCP) $(CH_HTTP)
+
+run: deps clickhouse build
+	./bin/jobpixel -demo -data-dir $(DATA) -clickhouse.addr 127.0.0.1:$(CH_TCP) $(RUNFLAGS)
+
+test: deps clickhouse
+	JOBPIXEL_TEST_CLICKHOUSE=127.0.0.1:$(CH_TCP) $(GO) test -count=1 -timeout 18m $(TESTFLAGS) ./...
+
+clean: clickhouse-stop
+	rm -rf bin

@@ -1,0 +1,47 @@
+// Command jobpixel runs the tracking-pixel server.
+//
+//	jobpixel [serve] [flags]   run the roles in -roles (default: all)
+//	jobpixel migrate [flags]   apply ClickHouse migrations and exit
+//	jobpixel broker [flags]    run a development Kafka broker (kfake)
+//
+// Every flag has an environment override; see -help and the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jobpixel/jobpixel/internal/app"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	args := os.Args[1:]
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch cmd {
+	case "serve":
+		err = app.Serve(ctx, args, log)
+	case "migrate":
+		err = app.Migrate(ctx, args, log)
+	case "broker":
+		err = app.Broker(ctx, args, log)
+	default:
+		err = fmt.Errorf("unknown command %q (want serve, migrate or broker)", cmd)
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		log.Error("jobpixel: "+cmd, "err", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,154 @@
+package ingest
+
+import (
+	"bytes"
+	"net/netip"
+
+	"github.com/jobpixel/jobpixel/anonymize"
+	"github.com/jobpixel/jobpixel/schemas"
+)
+
+// build turns a validated raw hit into b.hit: it resolves consent, looks up
+// the country on the full address, computes the daily visitor hash,
+// classifies the user agent, and keeps identifiers only where consent allows
+// ads. It returns a reject reason or "". It does not allocate in steady
+// state; b's buffers hold the derived fields until b is reused.
+func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInfo) string {
+	h := &b.hit
+	*h = schemas.Hit{}
+	dec := s.resolve(raw, meta)
+	if !dec.measurement {
+		return reasonNoConsent
+	}
+	if !dec.anySignal && camp.dropNoConsent {
+		return reasonNoConsent
+	}
+	ads := dec.ads
+	s.ids.next(&h.ID)
+	h.ReceivedMs = meta.now.UnixMilli()
+	h.Event = schemas.ParseEvent(raw.event)
+	h.Consent = dec.bits
+	h.Campaign = raw.campaign
+	h.Client = camp.clientID
+	h.ClientEventID = raw.eid
+	h.Vacancy = raw.vacancy
+
+	ip := meta.ip
+	if s.deps.Geo != nil && ip.IsValid() {
+		var region []byte
+		h.Country, region = s.deps.Geo.Lookup(ip, b.region[:0])
+		b.region, h.Region = region, region
+	}
+	if salt := s.deps.Salts.Current(meta.now); salt != nil && ip.IsValid() {
+		h.Visitor = anonymize.Visitor(salt, ip, meta.ua, camp.clientID)
+	}
+	cls := s.classify(meta)
+	h.Browser, h.OS, h.Device = cls.browser, cls.os, cls.device
+	if cls.bot {
+		h.Flags |= schemas.FlagBot
+	}
+	if ads && ip.IsValid() {
+		h.IP = ip.As16()
+		h.Flags |= schemas.FlagFullIP
+	} else if ip.IsValid() {
+		h.IP = anonymize.IP(ip, s.cfg.IPv4Bits, s.cfg.IPv6Bits).As16()
+	}
+	opts := &s.urlStrict
+	if ads {
+		opts = &s.urlAds
+	}
+	b.url = anonymize.URL(b.url[:0], raw.url, opts)
+	b.ref = anonymize.URL(b.ref[:0], raw.referrer, opts)
+	h.URL, h.Referrer = b.url, b.ref
+	h.UTMSource = queryValue(h.URL, "utm_source")
+	h.UTMMedium = queryValue(h.URL, "utm_medium")
+	h.UTMCampaign = queryValue(h.URL, "utm_campaign")
+	h.UTMTerm = queryValue(h.URL, "utm_term")
+	h.UTMContent = queryValue(h.URL, "utm_content")
+	if !ads {
+		return ""
+	}
+	// Ad consent: carry what forwarding needs, hashed where it can be.
+	h.UserAgent = meta.ua
+	if len(raw.email) > 0 {
+		if out, ok := anonymize.EmailMeta(b.emMeta[:0], raw.email); ok {
+			b.emMeta, h.EmailMeta = out, out
+		}
+		if out, ok := anonymize.EmailGoogle(b.emGoogle[:0], raw.email); ok {
+			b.emGoogle, h.EmailGoogle = out, out
+		}
+	}
+	h.Gclid = firstNonEmpty(raw.gclid, queryValue(raw.url, "gclid"))
+	h.Gbraid = firstNonEmpty(raw.gbraid, queryValue(raw.url, "gbraid"))
+	h.Wbraid = firstNonEmpty(raw.wbraid, queryValue(raw.url, "wbraid"))
+	h.Fbp = raw.fbp
+	h.LiFatID = firstNonEmpty(raw.liFatID, queryValue(raw.url, "li_fat_id"))
+	h.Fbc = raw.fbc
+	if len(h.Fbc) == 0 {
+		if id := firstNonEmpty(raw.fbclid, queryValue(raw.url, "fbclid")); len(id) > 0 {
+			// _fbc format: fb.1.{ms}.{fbclid}, fbclid kept verbatim.
+			b.fbc = append(b.fbc[:0], "fb.1."...)
+			b.fbc = appendInt(b.fbc, h.ReceivedMs)
+			b.fbc = append(b.fbc, '.')
+			b.fbc = append(b.fbc, id...)
+			h.Fbc = b.fbc
+		}
+	}
+	return ""
+}
+
+func firstNonEmpty(a, b []byte) []byte {
+	if len(a) > 0 {
+		return a
+	}
+	return b
+}
+
+func appendInt(dst []byte, n int64) []byte {
+	var tmp [20]byte
+	i := len(tmp)
+	if n == 0 {
+		return append(dst, '0')
+	}
+	for n > 0 {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(dst, tmp[i:]...)
+}
+
+// queryValue returns the raw (still percent-encoded) value of the first
+// query parameter name in rawURL, without allocating.
+func queryValue(rawURL []byte, name string) []byte {
+	q := bytes.IndexByte(rawURL, '?')
+	if q < 0 {
+		return nil
+	}
+	rest := rawURL[q+1:]
+	if f := bytes.IndexByte(rest, '#'); f >= 0 {
+		rest = rest[:f]
+	}
+	for len(rest) > 0 {
+		var kv []byte
+		if i := bytes.IndexByte(rest, '&'); i >= 0 {
+			kv, rest = rest[:i], rest[i+1:]
+		} else {
+			kv, rest = rest, nil
+		}
+		k, v, _ := bytes.Cut(kv, []byte("="))
+		if string(k) == name {
+			if len(v) > 256 {
+				v = v[:256]
+			}
+			return v
+		}
+	}
+	return nil
+}
+
+// Geo looks up where a full address is: its ISO country code and region
+// (subdivision) code, the region appended to dst.
+type Geo interface {
+	Lookup(a netip.Addr, dst []byte) (country [2]byte, region []byte)
+}

@@ -1,0 +1,143 @@
+package ingest
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// gif is the 43-byte transparent 1×1 GIF answered by /p.gif.
+var gif = []byte{
+	0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0xff, 0xff, 0xff,
+	0x00, 0x00, 0x00, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+	0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+}
+
+// RejectHeader carries the reason a hit was not counted.
+const RejectHeader = "X-Jobpixel-Reject"
+
+// Handler returns the request router.
+func (s *Server) Handler() fasthttp.RequestHandler {
+	var mh = promhttp.Handler()
+	if s.deps.Metrics != nil {
+		mh = promhttp.HandlerFor(s.deps.Metrics, promhttp.HandlerOpts{})
+	}
+	metrics := fasthttpadaptor.NewFastHTTPHandler(mh)
+	return func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.Path()) {
+		case "/p.gif":
+			s.pixel(ctx)
+		case "/e":
+			s.events(ctx)
+		case "/healthz":
+			ctx.SetBodyString("ok\n")
+		case "/readyz":
+			if s.Ready() {
+				ctx.SetBodyString("ready\n")
+			} else {
+				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+				ctx.SetBodyString("not ready\n")
+			}
+		case "/metrics":
+			metrics(ctx)
+		default:
+			ctx.Error("not found\n", fasthttp.StatusNotFound)
+		}
+	}
+}
+
+// pixel answers GET /p.gif: always the GIF, at once. A hit that is not
+// counted says why in RejectHeader.
+func (s *Server) pixel(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.SetContentType("image/gif")
+	h.Set("Cache-Control", "no-store")
+	ctx.SetBody(gif)
+	var raw rawHit
+	args := ctx.QueryArgs()
+	raw.campaign = args.Peek("c")
+	raw.event = args.Peek("e")
+	raw.url = args.Peek("u")
+	raw.referrer = args.Peek("r")
+	raw.vacancy = args.Peek("v")
+	raw.eid = args.Peek("eid")
+	raw.gdpr = args.Peek("gdpr")
+	raw.tcf = args.Peek("gdpr_consent")
+	if len(raw.tcf) == 0 {
+		raw.tcf = args.Peek("tcf")
+	}
+	raw.gcs = args.Peek("gcs")
+	raw.adStorage = args.Peek("ad_storage")
+	raw.analyticsStorage = args.Peek("analytics_storage")
+	raw.adUserData = args.Peek("ad_user_data")
+	raw.adPersonal = args.Peek("ad_personalization")
+	raw.email = args.Peek("em")
+	raw.gclid = args.Peek("gclid")
+	raw.gbraid = args.Peek("gbraid")
+	raw.wbraid = args.Peek("wbraid")
+	raw.fbclid = args.Peek("fbclid")
+	raw.fbc = args.Peek("fbc")
+	raw.fbp = args.Peek("fbp")
+	raw.liFatID = args.Peek("li_fat_id")
+	if len(raw.referrer) == 0 {
+		raw.referrer = ctx.Request.Header.Referer()
+	}
+	var meta reqMeta
+	s.fillMeta(ctx, &meta)
+	if reason := s.accept(&raw, &meta); reason != "" {
+		h.Set(RejectHeader, reason)
+		return
+	}
+	s.m.acceptedPixel.Inc()
+}
+
+func (s *Server) fillMeta(ctx *fasthttp.RequestCtx, m *reqMeta) {
+	rh := &ctx.Request.Header
+	m.ip = clientIP(ctx.RemoteIP(), rh.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
+	m.ua = rh.UserAgent()
+	m.chUA = rh.Peek("Sec-CH-UA")
+	m.gpc = bytes.Equal(rh.Peek("Sec-GPC"), []byte("1"))
+	m.dnt = bytes.Equal(rh.Peek("DNT"), []byte("1"))
+	m.now = time.Now()
+}
+
+// accept validates, enriches and enqueues one hit. It returns a reject
+// reason, or "" when the hit was queued. It does not allocate in steady
+// state.
+func (s *Server) accept(raw *rawHit, meta *reqMeta) string {
+	if reason := raw.validate(); reason != "" {
+		s.m.rejectedBy[reason].Inc()
+		return reason
+	}
+	if !s.ready.Load() {
+		s.m.rejectedBy[reasonNotReady].Inc()
+		return reasonNotReady
+	}
+	camp, ok := s.deps.Campaigns.lookup(raw.campaign)
+	if !ok {
+		s.m.rejectedBy[reasonUnknownCampaign].Inc()
+		return reasonUnknownCampaign
+	}
+	b := builderPool.Get().(*builder)
+	defer builderPool.Put(b)
+	if reason := s.build(b, raw, meta, &camp); reason != "" {
+		s.m.rejectedBy[reason].Inc()
+		return reason
+	}
+	rec := getRecord()
+	rec.key = b.hit.Visitor
+	if rec.key == ([16]byte{}) {
+		rec.key = b.hit.ID // no visitor hash: spread by event id
+	}
+	rec.buf = b.hit.Append(rec.buf[:0])
+	if !s.q.offer(rec) {
+		putRecord(rec)
+		s.m.rejectedBy[reasonQueueFull].Inc()
+		s.m.dropped.WithLabelValues("queue_full").Inc()
+		return reasonQueueFull
+	}
+	return ""
+}

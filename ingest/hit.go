@@ -1,0 +1,109 @@
+package ingest
+
+import (
+	"bytes"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jobpixel/jobpixel/schemas"
+)
+
+// rawHit holds the untrusted fields of one hit as sent by a page, as
+// sub-slices of the request (no copies). The same struct is filled from
+// /p.gif query arguments and from /e JSON objects.
+type rawHit struct {
+	campaign, event, url, referrer, vacancy, eid []byte
+
+	// Consent signals.
+	gdpr, tcf, gcs                                         []byte
+	adStorage, analyticsStorage, adUserData, adPersonal    []byte
+	exMeasurement, exAdStorage, exAdUserData, exAdPersonal []byte
+	exAnalytics                                            []byte
+
+	// Identifiers, used only when consent allows ads.
+	email, gclid, gbraid, wbraid, fbclid, fbc, fbp, liFatID []byte
+}
+
+// reqMeta is what the request itself tells about the visitor.
+type reqMeta struct {
+	ip   netip.Addr
+	ua   []byte
+	chUA []byte // Sec-CH-UA
+	gpc  bool
+	dnt  bool
+	now  time.Time
+}
+
+// builder owns the scratch buffers a hit's derived fields live in until it
+// is encoded. Builders are pooled; one serves one hit at a time.
+type builder struct {
+	hit      schemas.Hit
+	url      []byte
+	ref      []byte
+	emMeta   []byte
+	emGoogle []byte
+	fbc      []byte
+	region   []byte
+}
+
+var builderPool = sync.Pool{New: func() any {
+	return &builder{url: make([]byte, 0, 512), ref: make([]byte, 0, 512), emMeta: make([]byte, 0, 64),
+		emGoogle: make([]byte, 0, 64), fbc: make([]byte, 0, 128), region: make([]byte, 0, 16)}
+}}
+
+// idSource makes server event ids: a random per-process prefix and a
+// counter, unique without a syscall per hit.
+type idSource struct {
+	prefix [8]byte
+	n      atomic.Uint64
+}
+
+func (s *idSource) next(dst *[16]byte) {
+	copy(dst[:8], s.prefix[:])
+	n := s.n.Add(1)
+	for i := 0; i < 8; i++ {
+		dst[8+i] = byte(n >> (8 * i))
+	}
+}
+
+// validate checks the fields every hit needs and returns a reject reason,
+// or "" when the hit is well-formed.
+func (r *rawHit) validate() string {
+	if len(r.campaign) == 0 {
+		return reasonMissingCampaign
+	}
+	if !validID(r.campaign) {
+		return reasonBadCampaign
+	}
+	if schemas.ParseEvent(r.event) == schemas.EventUnknown {
+		return reasonBadEvent
+	}
+	for _, f := range [...][]byte{r.url, r.referrer, r.vacancy, r.eid, r.tcf, r.email, r.gclid, r.gbraid, r.wbraid, r.fbclid, r.fbc, r.fbp, r.liFatID} {
+		if len(f) > maxFieldLen {
+			return reasonFieldTooLong
+		}
+	}
+	if len(r.eid) > 128 || len(r.vacancy) > 256 {
+		return reasonFieldTooLong
+	}
+	return ""
+}
+
+// maxFieldLen bounds URLs, referrers and consent strings.
+const maxFieldLen = 4096
+
+func validID(b []byte) bool {
+	if len(b) == 0 || len(b) > 64 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func trimSpace(b []byte) []byte { return bytes.TrimSpace(b) }

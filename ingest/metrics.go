@@ -1,0 +1,72 @@
+package ingest
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a hit is rejected. Each is a label value of
+// jobpixel_ingest_rejected_total and the value of the X-Jobpixel-Reject
+// response header of /p.gif.
+const (
+	reasonMissingCampaign = "missing_campaign"
+	reasonBadCampaign     = "bad_campaign"
+	reasonUnknownCampaign = "unknown_campaign"
+	reasonBadEvent        = "bad_event"
+	reasonFieldTooLong    = "field_too_long"
+	reasonNoConsent       = "no_consent"
+	reasonQueueFull       = "queue_full"
+	reasonNotReady        = "not_ready"
+)
+
+var allReasons = []string{reasonMissingCampaign, reasonBadCampaign, reasonUnknownCampaign,
+	reasonBadEvent, reasonFieldTooLong, reasonNoConsent, reasonQueueFull, reasonNotReady}
+
+type metrics struct {
+	accepted       *prometheus.CounterVec
+	rejected       *prometheus.CounterVec
+	rejectedBy     map[string]prometheus.Counter
+	dropped        *prometheus.CounterVec
+	produced       prometheus.Counter
+	produceErrors  prometheus.Counter
+	produceLatency prometheus.Histogram
+	queueDepth     prometheus.GaugeFunc
+	acceptedPixel  prometheus.Counter
+	acceptedBatch  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, depth func() float64) *metrics {
+	m := &metrics{
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_accepted_total", Help: "Hits accepted and queued for Kafka, by endpoint.",
+		}, []string{"endpoint"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_rejected_total", Help: "Hits rejected, by reason.",
+		}, []string{"reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_dropped_total", Help: "Accepted hits lost, by cause. Should stay 0.",
+		}, []string{"cause"}),
+		produced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_produced_total", Help: "Hits acknowledged by Kafka.",
+		}),
+		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_produce_errors_total", Help: "Failed Kafka write attempts (each is retried).",
+		}),
+		produceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "jobpixel_ingest_produce_seconds", Help: "Time to get a batch acknowledged by Kafka.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "jobpixel_ingest_queue_depth", Help: "Hits waiting in the in-process queue.",
+		}, depth),
+	}
+	m.rejectedBy = make(map[string]prometheus.Counter, len(allReasons))
+	for _, r := range allReasons {
+		m.rejectedBy[r] = m.rejected.WithLabelValues(r)
+	}
+	m.acceptedPixel = m.accepted.WithLabelValues("pixel")
+	m.acceptedBatch = m.accepted.WithLabelValues("events")
+	if reg != nil {
+		reg.MustRegister(m.accepted, m.rejected, m.dropped, m.produced, m.produceErrors, m.produceLatency, m.queueDepth)
+	}
+	return m
+}

@@ -1,0 +1,267 @@
+// Package app wires jobpixel's roles together: it is what cmd/jobpixel runs.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/jobpixel/jobpixel/ingest"
+	"github.com/jobpixel/jobpixel/internal/devbroker"
+	"github.com/jobpixel/jobpixel/internal/salt"
+	"github.com/jobpixel/jobpixel/internal/store"
+	"github.com/jobpixel/jobpixel/pipeline"
+	"github.com/jobpixel/jobpixel/report"
+)
+
+// App is a running jobpixel process.
+type App struct {
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	broker          *devbroker.Broker
+	st              *store.Store
+	writer          *kafka.Writer
+	ingest          *ingest.Server
+	ingestCampaigns *ingest.Registry
+	ingestLn        net.Listener
+	apiSrv          *http.Server
+	apiLn           net.Listener
+
+	pipeCancel context.CancelFunc
+	bgCancel   context.CancelFunc
+	wg         sync.WaitGroup
+	errc       chan error
+
+	// Demo is set when Config.Demo created or reused the demo campaign.
+	Demo *Demo
+}
+
+// Start starts every configured role and returns once they serve.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
+	doIngest, doPipeline, doAPI, err := cfg.roles()
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), errc: make(chan error, 4)}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			a.Stop(context.Background())
+		}
+	}()
+	brokers := cfg.brokers()
+	if len(brokers) == 0 && (doIngest || doPipeline) {
+		a.broker, err = devbroker.Start(devbroker.Config{
+			Dir: filepath.Join(cfg.DataDir, "kafka"), Port: cfg.BrokerPort,
+			Topics: []string{cfg.KafkaTopic}, Partitions: int32(cfg.KafkaPartitions),
+		})
+		if err != nil {
+			return nil, err
+		}
+		brokers = []string{a.broker.Addr()}
+		log.Info("embedded development broker started (set JOBPIXEL_KAFKA_BROKERS for a real cluster)", "addr", a.broker.Addr())
+	}
+	a.st, err = store.Open(ctx, store.Config{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase,
+		User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword})
+	if err != nil {
+		return nil, err
+	}
+	applied, err := a.st.Migrate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(applied) > 0 {
+		log.Info("applied migrations", "versions", applied)
+	}
+	if cfg.Demo {
+		if a.Demo, err = ensureDemo(ctx, a.st, cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	a.bgCancel = bgCancel
+
+	if doIngest {
+		if err := a.startIngest(ctx, bgCtx, brokers); err != nil {
+			return nil, err
+		}
+	}
+	if doPipeline {
+		p, err := pipeline.New(pipeline.Config{Brokers: brokers, Topic: cfg.KafkaTopic, Group: cfg.KafkaGroup,
+			BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval}, a.st, log.With("role", "pipeline"), a.reg)
+		if err != nil {
+			return nil, err
+		}
+		pctx, cancel := context.WithCancel(context.Background())
+		a.pipeCancel = cancel
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := p.Run(pctx); err != nil {
+				a.errc <- err
+			}
+		}()
+	}
+	if doAPI {
+		if err := a.startAPI(); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
+	log := a.log.With("role", "ingest")
+	reg := ingest.NewRegistry(a.st, log)
+	a.ingestCampaigns = reg
+	if err := reg.Refresh(ctx); err != nil {
+		return err
+	}
+	keeper := salt.New(a.st, log)
+	if err := keeper.Load(ctx); err != nil {
+		return err
+	}
+	go reg.Run(bgCtx, 5*time.Second)
+	go keeper.Run(bgCtx, time.Minute)
+	trusted, err := a.cfg.trustedProxies()
+	if err != nil {
+		return err
+	}
+	a.writer = &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Topic:        a.cfg.KafkaTopic,
+		Balancer:     &kafka.Hash{},
+		BatchSize:    1000,
+		BatchTimeout: 5 * time.Millisecond,
+		RequiredAcks: kafka.RequireAll,
+		Compression:  kafka.Lz4,
+		MaxAttempts:  3,
+		WriteTimeout: 10 * time.Second,
+	}
+	geoDB, err := openGeo(a.cfg.GeoIPDB)
+	if err != nil {
+		return err
+	}
+	a.ingest, err = ingest.New(ingest.Config{
+		TrustedProxies: trusted, QueueSize: a.cfg.QueueSize, MaxBodyBytes: a.cfg.MaxBodyBytes,
+		MetaVendorID: a.cfg.MetaVendorID, LinkedInVendorID: a.cfg.LinkedInVendor,
+	}, ingest.Deps{Writer: a.writer, Campaigns: reg, Salts: keeper, Geo: geoDB, Log: log, Metrics: a.reg})
+	if err != nil {
+		return err
+	}
+	a.ingestLn, err = net.Listen("tcp", a.cfg.IngestAddr)
+	if err != nil {
+		return fmt.Errorf("ingest: listen: %w", err)
+	}
+	a.ingest.Start()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.ingest.Serve(a.ingestLn); err != nil {
+			a.errc <- err
+		}
+	}()
+	log.Info("ingest listening", "addr", a.ingestLn.Addr().String())
+	return nil
+}
+
+func (a *App) startAPI() error {
+	api := report.New(a.st, a.log.With("role", "api"))
+	mux := http.NewServeMux()
+	mux.Handle("/api/", api.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.st.Ping(ctx); err != nil {
+			http.Error(w, "clickhouse: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	var err error
+	a.apiLn, err = net.Listen("tcp", a.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api: listen: %w", err)
+	}
+	a.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.apiSrv.Serve(a.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.errc <- fmt.Errorf("api: %w", err)
+		}
+	}()
+	a.log.Info("api listening", "addr", a.apiLn.Addr().String())
+	return nil
+}
+
+// IngestAddr and APIAddr return the bound addresses (useful with port 0).
+func (a *App) IngestAddr() string { return a.ingestLn.Addr().String() }
+
+// APIAddr returns the address the API listens on.
+func (a *App) APIAddr() string { return a.apiLn.Addr().String() }
+
+// Store returns the ClickHouse store.
+func (a *App) Store() *store.Store { return a.st }
+
+// Err delivers the first fatal error of a role.
+func (a *App) Err() <-chan error { return a.errc }
+
+// Stop shuts down in order, within ctx's deadline: ingest becomes not ready,
+// stops accepting and flushes its queue to Kafka; the pipeline inserts and
+// commits what it holds; the API finishes open requests; then the
+// connections and the embedded broker close.
+func (a *App) Stop(ctx context.Context) error {
+	var errs []error
+	if a.ingest != nil {
+		if err := a.ingest.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if a.writer != nil {
+		if err := a.writer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka writer: %w", err))
+		}
+	}
+	if a.pipeCancel != nil {
+		a.pipeCancel()
+	}
+	if a.apiSrv != nil {
+		if err := a.apiSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("api: %w", err))
+		}
+	}
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("roles did not stop in time: %w", ctx.Err()))
+	}
+	if a.bgCancel != nil {
+		a.bgCancel()
+	}
+	if a.st != nil {
+		a.st.Close()
+	}
+	if a.broker != nil {
+		a.broker.Close()
+	}
+	return errors.Join(errs...)
+}

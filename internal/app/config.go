@@ -1,0 +1,159 @@
+package app
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a jobpixel process. Every field is a
+// flag with an environment override (JOBPIXEL_ + upper-cased flag name with
+// "." and "-" as "_"); an explicit flag wins over the environment.
+type Config struct {
+	Roles   string
+	DataDir string
+
+	IngestAddr     string
+	APIAddr        string
+	TrustedProxies string
+	QueueSize      int
+	MaxBodyBytes   int
+	GeoIPDB        string
+	MetaVendorID   int
+	LinkedInVendor int
+
+	KafkaBrokers    string
+	KafkaTopic      string
+	KafkaPartitions int
+	KafkaGroup      string
+	BrokerPort      int
+
+	ClickHouseAddr     string
+	ClickHouseDatabase string
+	ClickHouseUser     string
+	ClickHousePassword string
+
+	BatchSize     int
+	FlushInterval time.Duration
+
+	Demo bool
+
+	ShutdownTimeout time.Duration
+}
+
+// envName maps a flag name to its environment variable.
+func envName(flagName string) string {
+	r := strings.NewReplacer(".", "_", "-", "_")
+	return "JOBPIXEL_" + strings.ToUpper(r.Replace(flagName))
+}
+
+// Register declares the flags on fs. Defaults come from the environment
+// when set there.
+func (c *Config) Register(fs *flag.FlagSet) {
+	str := func(p *string, name, def, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	num := func(p *int, name string, def int, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				def = n
+			}
+		}
+		fs.IntVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	dur := func(p *time.Duration, name string, def time.Duration, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				def = d
+			}
+		}
+		fs.DurationVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	str(&c.Roles, "roles", "ingest,pipeline,api", "comma-separated roles this process runs: ingest, pipeline, api")
+	str(&c.DataDir, "data-dir", ".data", "directory for local state (embedded broker data, demo.env)")
+	str(&c.IngestAddr, "ingest.addr", "127.0.0.1:8080", "listen address of the hit endpoint (/p.gif, /e)")
+	str(&c.APIAddr, "api.addr", "127.0.0.1:8081", "listen address of the client API")
+	str(&c.TrustedProxies, "ingest.trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is trusted; empty trusts none")
+	num(&c.QueueSize, "ingest.queue-size", 65536, "hits buffered in memory for Kafka")
+	num(&c.MaxBodyBytes, "ingest.max-body", 64<<10, "largest accepted POST /e body in bytes")
+	str(&c.GeoIPDB, "geoip.db", "", "path of a MaxMind-format country/city .mmdb; empty disables GeoIP")
+	num(&c.MetaVendorID, "consent.meta-vendor-id", 0, "TCF vendor id used for Meta; 0 = not a TCF vendor")
+	num(&c.LinkedInVendor, "consent.linkedin-vendor-id", 0, "TCF vendor id used for LinkedIn; 0 = not a TCF vendor")
+	str(&c.KafkaBrokers, "kafka.brokers", "", "comma-separated Kafka brokers; empty starts an embedded development broker")
+	str(&c.KafkaTopic, "kafka.topic", "jobpixel.hits", "topic of accepted hits")
+	num(&c.KafkaPartitions, "kafka.partitions", 6, "partitions of the topic on the embedded broker")
+	str(&c.KafkaGroup, "kafka.group", "jobpixel-pipeline", "consumer group of the pipeline")
+	num(&c.BrokerPort, "broker.port", 19092, "port of the embedded development broker")
+	str(&c.ClickHouseAddr, "clickhouse.addr", "127.0.0.1:19000", "ClickHouse native-protocol address")
+	str(&c.ClickHouseDatabase, "clickhouse.database", "jobpixel", "ClickHouse database")
+	str(&c.ClickHouseUser, "clickhouse.user", "default", "ClickHouse user")
+	str(&c.ClickHousePassword, "clickhouse.password", "", "ClickHouse password (no default)")
+	num(&c.BatchSize, "pipeline.batch-size", 50000, "most rows per ClickHouse insert")
+	dur(&c.FlushInterval, "pipeline.flush-interval", 500*time.Millisecond, "longest a consumed hit waits for its insert")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "deadline of a graceful shutdown")
+	if v, ok := os.LookupEnv(envName("demo")); ok {
+		c.Demo = v == "1" || v == "true"
+	}
+	fs.BoolVar(&c.Demo, "demo", c.Demo, "create a demo client and campaign and write DATA_DIR/demo.env (env JOBPIXEL_DEMO)")
+}
+
+func (c *Config) roles() (ingest, pipeline, api bool, err error) {
+	for _, r := range strings.Split(c.Roles, ",") {
+		switch strings.TrimSpace(r) {
+		case "ingest":
+			ingest = true
+		case "pipeline":
+			pipeline = true
+		case "api":
+			api = true
+		case "":
+		default:
+			return false, false, false, fmt.Errorf("unknown role %q (want ingest, pipeline, api)", r)
+		}
+	}
+	if !ingest && !pipeline && !api {
+		return false, false, false, fmt.Errorf("no role given")
+	}
+	return ingest, pipeline, api, nil
+}
+
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(c.TrustedProxies, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("ingest.trusted-proxies: %w", err)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("ingest.trusted-proxies: %w", err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func (c *Config) brokers() []string {
+	var out []string
+	for _, b := range strings.Split(c.KafkaBrokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}

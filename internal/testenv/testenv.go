@@ -1,0 +1,116 @@
+// Package testenv gives tests the real components they run against: a
+// ClickHouse server (the one `make test` started, or one this package
+// starts through scripts/clickhouse.sh) with a fresh database per test, and
+// an in-process Kafka-protocol broker.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/jobpixel/jobpixel/internal/store"
+)
+
+// Root returns the repository root (the directory holding go.mod).
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("testenv: go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+var startOnce sync.Once
+var startErr error
+
+// ClickHouseAddr returns the native address of the test ClickHouse server:
+// $JOBPIXEL_TEST_CLICKHOUSE, or a server started under .data/clickhouse on
+// port 19000 (what `make test` does too).
+func ClickHouseAddr(t testing.TB) string {
+	t.Helper()
+	if a := os.Getenv("JOBPIXEL_TEST_CLICKHOUSE"); a != "" {
+		return a
+	}
+	startOnce.Do(func() {
+		root := Root(t)
+		cmd := exec.Command("bash", filepath.Join(root, "scripts/clickhouse.sh"), "start", filepath.Join(root, ".data/clickhouse"), "19000", "18123")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			startErr = fmt.Errorf("start clickhouse: %v: %s", err, out)
+		}
+	})
+	if startErr != nil {
+		t.Fatal(startErr)
+	}
+	return "127.0.0.1:19000"
+}
+
+// Store opens a fresh, migrated database on the test server and drops it
+// when the test ends.
+func Store(t testing.TB) *store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	db := "test_" + hex.EncodeToString(b[:])
+	st, err := store.Open(ctx, store.Config{Addr: ClickHouseAddr(t), Database: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = st.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+		st.Close()
+	})
+	return st
+}
+
+// Database returns the name of a fresh database for tests that open their
+// own connections (e.g. through the app); it is dropped at the end.
+func Database(t testing.TB) string {
+	st := Store(t)
+	var rows []struct {
+		DB string `ch:"db"`
+	}
+	if err := st.Conn().Select(context.Background(), &rows, "SELECT currentDatabase() AS db"); err != nil || len(rows) != 1 {
+		t.Fatalf("current database: %v", err)
+	}
+	return rows[0].DB
+}
+
+// Broker starts an in-process Kafka-protocol broker with topic seeded.
+func Broker(t testing.TB, topic string, partitions int32) string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(int(partitions)),
+		kfake.SeedTopics(partitions, topic), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}

@@ -1,0 +1,168 @@
+// Package report serves the client API: campaign conversion reports read
+// from ClickHouse, behind per-client bearer tokens.
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jobpixel/jobpixel/internal/store"
+)
+
+// Store is what the API reads; *store.Store implements it.
+type Store interface {
+	ClientByToken(ctx context.Context, token string) (store.Client, error)
+	ClientCampaign(ctx context.Context, clientID, campaignID string) (store.Campaign, error)
+	CampaignReport(ctx context.Context, clientID, campaignID string, from, to time.Time) (store.Report, error)
+}
+
+// MaxRangeDays bounds a report's date range.
+const MaxRangeDays = 400
+
+// API is the client-facing HTTP API.
+type API struct {
+	st  Store
+	log *slog.Logger
+	now func() time.Time
+
+	mu     sync.Mutex
+	tokens map[string]tokenEntry // token hash → client, cached briefly
+}
+
+type tokenEntry struct {
+	client  store.Client
+	expires time.Time
+}
+
+// tokenTTL bounds how long a revoked token keeps working on one replica.
+const tokenTTL = 30 * time.Second
+
+// New returns the API.
+func New(st Store, log *slog.Logger) *API {
+	return &API{st: st, log: log, now: time.Now, tokens: map[string]tokenEntry{}}
+}
+
+// Handler returns the routes of the API.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/campaigns/{id}/report", a.report)
+	return mux
+}
+
+// apiError is an error with the HTTP status it maps to.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		if ae.status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="jobpixel"`)
+		}
+		writeJSON(w, ae.status, map[string]string{"error": ae.msg})
+		return
+	}
+	a.log.Error("api request failed", "path", r.URL.Path, "err", err)
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "storage unavailable, retry later"})
+}
+
+// client authenticates the request's bearer token.
+func (a *API) client(r *http.Request) (store.Client, error) {
+	h := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || token == "" {
+		return store.Client{}, &apiError{http.StatusUnauthorized, "missing bearer token"}
+	}
+	key := store.HashToken(token)
+	now := a.now()
+	a.mu.Lock()
+	e, hit := a.tokens[key]
+	a.mu.Unlock()
+	if hit && now.Before(e.expires) {
+		return e.client, nil
+	}
+	c, err := a.st.ClientByToken(r.Context(), token)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, &apiError{http.StatusUnauthorized, "invalid token"}
+	}
+	if err != nil {
+		return store.Client{}, err
+	}
+	a.mu.Lock()
+	if len(a.tokens) > 10_000 {
+		clear(a.tokens)
+	}
+	a.tokens[key] = tokenEntry{client: c, expires: now.Add(tokenTTL)}
+	a.mu.Unlock()
+	return c, nil
+}
+
+func parseDay(s string) (time.Time, error) {
+	return time.ParseInLocation(time.DateOnly, s, time.UTC)
+}
+
+func (a *API) report(w http.ResponseWriter, r *http.Request) {
+	c, err := a.client(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	if !store.ValidID(id) {
+		a.fail(w, r, &apiError{http.StatusNotFound, "campaign not found"})
+		return
+	}
+	q := r.URL.Query()
+	to := a.now().UTC().Truncate(24 * time.Hour)
+	if s := q.Get("to"); s != "" {
+		if to, err = parseDay(s); err != nil {
+			a.fail(w, r, &apiError{http.StatusBadRequest, "to: want YYYY-MM-DD"})
+			return
+		}
+	}
+	from := to.AddDate(0, 0, -29)
+	if s := q.Get("from"); s != "" {
+		if from, err = parseDay(s); err != nil {
+			a.fail(w, r, &apiError{http.StatusBadRequest, "from: want YYYY-MM-DD"})
+			return
+		}
+	}
+	if from.After(to) {
+		a.fail(w, r, &apiError{http.StatusBadRequest, "from: after to"})
+		return
+	}
+	if to.Sub(from) > MaxRangeDays*24*time.Hour {
+		a.fail(w, r, &apiError{http.StatusBadRequest, "from: range longer than 400 days"})
+		return
+	}
+	if _, err := a.st.ClientCampaign(r.Context(), c.ID, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = &apiError{http.StatusNotFound, "campaign not found"}
+		}
+		a.fail(w, r, err)
+		return
+	}
+	rep, err := a.st.CampaignReport(r.Context(), c.ID, id, from, to)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
