@@ -1,0 +1,70 @@
+package app
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jobpixel/jobpixel/internal/testenv"
+)
+
+// TestREADMEListsEveryFlag keeps the README's configuration table in step
+// with the flags the binary really has.
+func TestREADMEListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(testenv.Root(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg Config
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	cfg.Register(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		row := "| `-" + f.Name + "` | `" + envName(f.Name) + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README configuration table lacks %s", row)
+		}
+	})
+}
+
+func TestEnvOverridesDefault(t *testing.T) {
+	t.Setenv("JOBPIXEL_INGEST_QUEUE_SIZE", "123")
+	t.Setenv("JOBPIXEL_KAFKA_BROKERS", "k1:9092,k2:9092")
+	var cfg Config
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	cfg.Register(fs)
+	if err := fs.Parse([]string{"-kafka.topic", "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.QueueSize != 123 || len(cfg.brokers()) != 2 || cfg.KafkaTopic != "t" {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+	// An explicit flag wins over the environment.
+	cfg = Config{}
+	fs = flag.NewFlagSet("x", flag.ContinueOnError)
+	cfg.Register(fs)
+	_ = fs.Parse([]string{"-ingest.queue-size", "7"})
+	if cfg.QueueSize != 7 {
+		t.Fatalf("flag did not win: %d", cfg.QueueSize)
+	}
+}
+
+func TestRolesAndProxies(t *testing.T) {
+	c := Config{Roles: "ingest, api"}
+	in, pi, api, err := c.roles()
+	if err != nil || !in || pi || !api {
+		t.Fatalf("roles: %v %v %v %v", in, pi, api, err)
+	}
+	if _, _, _, err := (&Config{Roles: "ingest,bogus"}).roles(); err == nil {
+		t.Fatal("unknown role accepted")
+	}
+	c = Config{TrustedProxies: "10.0.0.0/8, 192.168.1.7,::1"}
+	ps, err := c.trustedProxies()
+	if err != nil || len(ps) != 3 || ps[1].Bits() != 32 {
+		t.Fatalf("proxies %v %v", ps, err)
+	}
+	if _, err := (&Config{TrustedProxies: "nonsense"}).trustedProxies(); err == nil {
+		t.Fatal("bad proxy accepted")
+	}
+}
