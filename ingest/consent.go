@@ -1,5 +1,7 @@
 package ingest
 
+import "github.com/jobpixel/jobpixel/uaclass"
+
 // decision is the consent outcome ingest acts on.
 type decision struct {
 	bits        uint32 // consent.Decision, carried in the hit
@@ -19,4 +21,10 @@ type uaClass struct {
 	bot                 bool
 }
 
-func (s *Server) classify(meta *reqMeta) uaClass { return uaClass{} }
+// classify reduces the user agent to browser family, OS family and device
+// class, and flags bots (crawler list, automation markers in the UA or in
+// Sec-CH-UA).
+func (s *Server) classify(meta *reqMeta) uaClass {
+	c := uaclass.Classify(meta.ua, meta.chUA)
+	return uaClass{browser: uint8(c.Browser), os: uint8(c.OS), device: uint8(c.Device), bot: c.IsBot()}
+}

@@ -92,10 +92,12 @@ func TestSpine(t *testing.T) {
 	}
 	base := "http://" + a.IngestAddr()
 	ips := []string{"203.0.113.77", "198.51.100.9", "2001:db8:1234:5678::1", "192.0.2.200"}
+	const chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
+	ua := chrome
 	pixel := func(q url.Values, ip string) *http.Response {
 		req, _ := http.NewRequest("GET", base+"/p.gif?"+q.Encode(), nil)
 		req.Header.Set("X-Forwarded-For", ip)
-		req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36")
+		req.Header.Set("User-Agent", ua)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -115,6 +117,12 @@ func TestSpine(t *testing.T) {
 		}
 		want[ev]++
 	}
+	// Bots are stored but counted apart.
+	ua = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+	for i := 0; i < 7; i++ {
+		pixel(url.Values{"c": {camp.ID}, "e": {"page_view"}}, "66.249.66.1")
+	}
+	ua = chrome
 	// Malformed pixels: still a GIF, never counted.
 	bad := []struct {
 		q      url.Values
@@ -138,6 +146,7 @@ func TestSpine(t *testing.T) {
 		req, _ := http.NewRequest("POST", base+"/e", strings.NewReader(body))
 		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
 		req.Header.Set("X-Forwarded-For", "2001:db8:abcd:12::99")
+		req.Header.Set("User-Agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -193,13 +202,17 @@ func TestSpine(t *testing.T) {
 			t.Fatalf("report status %d", code)
 		}
 		if rep.Totals.PageViews == uint64(want["page_view"]) && rep.Totals.ApplyClicks == uint64(want["apply_click"]) &&
-			rep.Totals.Applications == uint64(want["application"]) && rep.Totals.VacancyEmails == uint64(want["vacancy_email"]) {
+			rep.Totals.Applications == uint64(want["application"]) && rep.Totals.VacancyEmails == uint64(want["vacancy_email"]) &&
+			rep.Bots == 7 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("report totals %+v, want %v", rep.Totals, want)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if rep.Bots != 7 {
+		t.Errorf("bots = %d, want 7", rep.Bots)
 	}
 	if rep.Totals.Visitors != wantVisitors {
 		t.Errorf("visitors = %d, want %d", rep.Totals.Visitors, wantVisitors)
@@ -241,8 +254,8 @@ func TestSpine(t *testing.T) {
 	if err := st.Conn().Select(ctx, &rows, "SELECT ip, url FROM events"); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 260 {
-		t.Errorf("events rows = %d, want 260", len(rows))
+	if len(rows) != 267 {
+		t.Errorf("events rows = %d, want 267", len(rows))
 	}
 	for _, r := range rows {
 		var b [16]byte

@@ -1,0 +1,222 @@
+package uaclass
+
+import (
+	"bytes"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/medama-io/go-useragent"
+)
+
+// Classify returns the class of the user agent ua. Any hints — other
+// request data that may reveal automation, such as the Sec-CH-UA header
+// (a "HeadlessChrome" brand) — are searched for automation markers
+// (headless, webdriver, Selenium, Puppeteer, Playwright, PhantomJS,
+// Lighthouse, …) and the generic bot, crawler and spider words; a match
+// makes the result a bot.
+//
+// A user agent is a bot when go-useragent says so, when it is empty or a
+// bare "Mozilla/x.y", or when it contains, ignoring case, one of the
+// markers in botMarkers: named crawlers and AI agents (Googlebot, bingbot,
+// AhrefsBot, SemrushBot, facebookexternalhit, LinkedInBot, Applebot,
+// YandexBot, Baiduspider, DuckDuckBot, GPTBot, ClaudeBot, CCBot,
+// Bytespider, PetalBot, …), link previewers, uptime monitors, HTTP
+// libraries and command-line tools (curl, Wget, python-requests,
+// Go-http-client, …), headless and automated browsers, any URL, and the
+// generic words "bot" (except in the phone brand "Cubot"), "crawl",
+// "spider", "slurp", "preview" and "headless". Android devices whose user
+// agent lacks "Mobile" are tablets.
+//
+// Classify is safe for concurrent use. Results for ua are cached in a
+// fixed table of 4096 entries keyed by a 64-bit seeded hash, so a user
+// agent seen recently is classified without allocating; a miss allocates
+// once (go-useragent takes a string). The first call builds the parser
+// (about 30 ms).
+func Classify(ua []byte, hints ...[]byte) Class {
+	c := classifyCached(ua)
+	if c.Device != DeviceBot {
+		for _, h := range hints {
+			if containsMarker(h, hintMarkers) {
+				c.Device = DeviceBot
+				break
+			}
+		}
+	}
+	return c
+}
+
+var parser = sync.OnceValue(useragent.NewParser)
+
+// classify is Classify without the cache and the hints.
+func classify(ua []byte) Class {
+	trimmed := bytes.TrimSpace(ua)
+	if len(trimmed) == 0 || bareMozilla(trimmed) {
+		return Class{Device: DeviceBot}
+	}
+	a := parser().Parse(string(ua))
+	c := fromAgents(a.Browser(), a.OS(), a.Device())
+	if containsMarker(ua, botMarkers) {
+		c.Device = DeviceBot
+	} else if c.OS == OSAndroid && c.Device == DeviceMobile && !containsMarker(ua, mobileMarker) {
+		c.Device = DeviceTablet
+	}
+	return c
+}
+
+// bareMozilla reports whether s is just "Mozilla/" and a version.
+func bareMozilla(s []byte) bool {
+	const p = "mozilla/"
+	if len(s) <= len(p) || len(s) > len(p)+4 {
+		return false
+	}
+	for i := range len(p) {
+		if lower(s[i]) != p[i] {
+			return false
+		}
+	}
+	for _, c := range s[len(p):] {
+		if !('0' <= c && c <= '9' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// The cache: entry = 1<<63 | tag<<24 | browser<<16 | os<<8 | device, with
+// the tag taken from the hash bits above the index bits.
+const (
+	cacheBits = 12
+	cacheSize = 1 << cacheBits
+	tagBits   = 39
+)
+
+var (
+	cacheSeed = maphash.MakeSeed()
+	cache     [cacheSize]atomic.Uint64
+)
+
+func classifyCached(ua []byte) Class {
+	h := maphash.Bytes(cacheSeed, ua)
+	slot := &cache[h&(cacheSize-1)]
+	tag := 1<<tagBits | (h>>cacheBits)&(1<<tagBits-1)
+	if e := slot.Load(); e>>24 == tag {
+		return Class{Browser: Browser(e >> 16), OS: OS(e >> 8), Device: Device(e)}
+	}
+	c := classify(ua)
+	slot.Store(tag<<24 | uint64(c.Browser)<<16 | uint64(c.OS)<<8 | uint64(c.Device))
+	return c
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// marker is a lowercase substring that marks a bot, unless the bytes just
+// before it end with notAfter.
+type marker struct {
+	s        []byte
+	notAfter []byte
+}
+
+func mk(s string) marker { return marker{s: []byte(s)} }
+
+// maxMarker is longer than every marker and every notAfter.
+const maxMarker = 32
+
+// containsMarker reports whether s, lowercased, contains one of markers.
+// It scans s in windows of a stack buffer and does not allocate.
+func containsMarker(s []byte, markers []marker) bool {
+	var buf [512]byte
+	for off := 0; off < len(s); {
+		n := min(len(s)-off, len(buf))
+		w := buf[:n]
+		for i := range w {
+			w[i] = lower(s[off+i])
+		}
+		for _, m := range markers {
+			if windowHas(w, s, off, m) {
+				return true
+			}
+		}
+		if off+n == len(s) {
+			break
+		}
+		off += n - maxMarker // overlap so that no marker straddles unseen
+	}
+	return false
+}
+
+// windowHas reports whether window w, the lowercased s[off:off+len(w)],
+// contains m.
+func windowHas(w, s []byte, off int, m marker) bool {
+	for from := 0; ; {
+		i := bytes.Index(w[from:], m.s)
+		if i < 0 {
+			return false
+		}
+		i += from
+		if !precededBy(s, off+i, m.notAfter) {
+			return true
+		}
+		from = i + 1
+	}
+}
+
+// precededBy reports whether s[:end], lowercased, ends with the non-empty
+// lowercase p.
+func precededBy(s []byte, end int, p []byte) bool {
+	if len(p) == 0 || end < len(p) {
+		return false
+	}
+	for i, c := range s[end-len(p) : end] {
+		if lower(c) != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var mobileMarker = []marker{mk("mobile")}
+
+// hintMarkers are searched in hints.
+var hintMarkers = []marker{
+	mk("headless"), mk("webdriver"), mk("selenium"), mk("puppeteer"), mk("playwright"),
+	mk("phantomjs"), mk("lighthouse"), mk("crawl"), mk("spider"), {s: []byte("bot"), notAfter: []byte("cu")},
+}
+
+// botMarkers are searched in the user agent; see Classify.
+var botMarkers = []marker{
+	// Generic words. Most named crawlers contain "bot": Googlebot, bingbot,
+	// AhrefsBot, SemrushBot, LinkedInBot, Applebot, YandexBot, DuckDuckBot,
+	// GPTBot, ClaudeBot, CCBot, PetalBot, Amazonbot, AdsBot-Google, ….
+	{s: []byte("bot"), notAfter: []byte("cu")}, // the Cubot phone brand
+	mk("crawl"), mk("spider"), mk("slurp"), mk("preview"), mk("headless"),
+	mk("http://"), mk("https://"), mk("+http"), mk("www."), mk(".com/"),
+	// Named crawlers and agents without those words.
+	mk("facebookexternalhit"), mk("facebookcatalog"), mk("meta-externalagent"), mk("meta-externalfetcher"),
+	mk("mediapartners-google"), mk("feedfetcher"), mk("google-read-aloud"), mk("googleother"),
+	mk("google-inspectiontool"), mk("google-safety"), mk("apis-google"), mk("google-site-verification"),
+	mk("google page speed"), mk("chatgpt-user"), mk("oai-searchbot"), mk("claude-web"), mk("claude-user"),
+	mk("anthropic-ai"), mk("perplexity"), mk("cohere-ai"), mk("ia_archiver"), mk("archiver"),
+	mk("yandeximages"), mk("yandexmetrika"), mk("sogou"), mk("whatsapp"), mk("embedly"),
+	mk("iframely"), mk("vkshare"), mk("outbrain"), mk("pinterest/"), mk("flipboard"),
+	mk("feedly"), mk("feedburner"), mk("screaming frog"), mk("sitebulb"), mk("netcraft"),
+	mk("censys"), mk("zgrab"), mk("masscan"), mk("nmap"), mk("nikto"), mk("sqlmap"), mk("nuclei"),
+	mk("httrack"), mk("heritrix"), mk("nutch"), mk("validator"), mk("checklink"), mk("check_http"),
+	// Monitoring and performance tools.
+	mk("lighthouse"), mk("pagespeed"), mk("gtmetrix"), mk("pingdom"), mk("statuscake"),
+	mk("site24x7"), mk("datadog"), mk("newrelic"), mk("catchpoint"), mk("synthetic"), mk("monitor"),
+	// HTTP libraries and command-line tools.
+	mk("curl"), mk("wget"), mk("python"), mk("aiohttp"), mk("httpx"), mk("go-http-client"),
+	mk("java/"), mk("apache-httpclient"), mk("libwww-perl"), mk("lwp::"), mk("guzzlehttp"),
+	mk("node-fetch"), mk("axios/"), mk("undici"), mk("postmanruntime"), mk("insomnia"),
+	mk("restsharp"), mk("scrapy"), mk("mechanize"), mk("httpie"), mk("powershell"),
+	mk("ruby"), mk("php/"), mk("reqwest"), mk("colly"), mk("okhttp/"), mk("dalvik/"),
+	// Headless and automated browsers.
+	mk("phantomjs"), mk("slimerjs"), mk("htmlunit"), mk("jsdom"), mk("puppeteer"),
+	mk("playwright"), mk("selenium"), mk("webdriver"), mk("cypress"),
+}
