@@ -20,6 +20,9 @@ type Store interface {
 	ClientByToken(ctx context.Context, token string) (store.Client, error)
 	ClientCampaign(ctx context.Context, clientID, campaignID string) (store.Campaign, error)
 	CampaignReport(ctx context.Context, clientID, campaignID string, from, to time.Time) (store.Report, error)
+	ClientCampaigns(ctx context.Context, clientID string) ([]store.Campaign, error)
+	CreateCampaign(ctx context.Context, clientID, name string, opts store.CampaignOptions) (store.Campaign, error)
+	UpdateCampaign(ctx context.Context, c store.Campaign) (store.Campaign, error)
 }
 
 // MaxRangeDays bounds a report's date range.
@@ -52,6 +55,10 @@ func New(st Store, log *slog.Logger) *API {
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/campaigns/{id}/report", a.report)
+	mux.HandleFunc("GET /api/v1/campaigns", a.listCampaigns)
+	mux.HandleFunc("POST /api/v1/campaigns", a.createCampaign)
+	mux.HandleFunc("GET /api/v1/campaigns/{id}", a.getCampaign)
+	mux.HandleFunc("PATCH /api/v1/campaigns/{id}", a.patchCampaign)
 	return mux
 }
 

@@ -198,3 +198,36 @@ func (s *Store) ClientCampaign(ctx context.Context, clientID, id string) (Campai
 	}
 	return rows[0].campaign(), nil
 }
+
+// ClientCampaigns returns the live campaigns of clientID.
+func (s *Store) ClientCampaigns(ctx context.Context, clientID string) ([]Campaign, error) {
+	var rows []campaignRow
+	if err := s.conn.Select(ctx, &rows, campaignSelect+` AND client_id = ? ORDER BY campaign_id`, clientID); err != nil {
+		return nil, fmt.Errorf("store: campaigns of %s: %w", clientID, err)
+	}
+	out := make([]Campaign, len(rows))
+	for i, r := range rows {
+		out[i] = r.campaign()
+	}
+	return out, nil
+}
+
+// UpdateCampaign writes a new version of c (owned by c.ClientID).
+func (s *Store) UpdateCampaign(ctx context.Context, c Campaign) (Campaign, error) {
+	switch c.Consentless {
+	case ConsentlessCount, ConsentlessDrop:
+	default:
+		return Campaign{}, fmt.Errorf("store: update campaign: consentless must be %q or %q", ConsentlessCount, ConsentlessDrop)
+	}
+	c.UpdatedAt = time.Now().UTC().Truncate(time.Second)
+	sens := uint8(0)
+	if c.Sensitive {
+		sens = 1
+	}
+	err := s.insertOne(ctx, "INSERT INTO campaigns (campaign_id, client_id, name, consentless, sensitive, deleted, updated_at, version)",
+		c.ID, c.ClientID, c.Name, string(c.Consentless), sens, uint8(0), c.UpdatedAt, version())
+	if err != nil {
+		return Campaign{}, fmt.Errorf("store: update campaign: %w", err)
+	}
+	return c, nil
+}
