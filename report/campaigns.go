@@ -163,3 +163,19 @@ func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) {
 	a.log.Info("campaign updated", "client", c.ID, "campaign", camp.ID, "consentless", camp.Consentless, "sensitive", camp.Sensitive)
 	writeJSON(w, http.StatusOK, toJSON(updated))
 }
+
+// eraseCampaign deletes every visitor-derived row of the campaign: the
+// client's documented instruction to delete. 202: the deletion is recorded
+// and runs in the background (ClickHouse mutations).
+func (a *API) eraseCampaign(w http.ResponseWriter, r *http.Request) {
+	c, camp, ok := a.ownCampaign(w, r)
+	if !ok {
+		return
+	}
+	if err := a.st.EraseCampaign(r.Context(), "client:"+c.ID, c.ID, camp.ID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("campaign data erased on the client's request", "client", c.ID, "campaign", camp.ID)
+	writeJSON(w, http.StatusAccepted, map[string]string{"campaign": camp.ID, "status": "erasing"})
+}

@@ -23,6 +23,7 @@ type Store interface {
 	ClientCampaigns(ctx context.Context, clientID string) ([]store.Campaign, error)
 	CreateCampaign(ctx context.Context, clientID, name string, opts store.CampaignOptions) (store.Campaign, error)
 	UpdateCampaign(ctx context.Context, c store.Campaign) (store.Campaign, error)
+	EraseCampaign(ctx context.Context, actor, clientID, campaignID string) error
 }
 
 // MaxRangeDays bounds a report's date range.
@@ -59,6 +60,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/campaigns", a.createCampaign)
 	mux.HandleFunc("GET /api/v1/campaigns/{id}", a.getCampaign)
 	mux.HandleFunc("PATCH /api/v1/campaigns/{id}", a.patchCampaign)
+	mux.HandleFunc("DELETE /api/v1/campaigns/{id}/data", a.eraseCampaign)
 	return mux
 }
 

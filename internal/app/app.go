@@ -107,6 +107,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		}
 		pctx, cancel := context.WithCancel(context.Background())
 		a.pipeCancel = cancel
+		go a.retention(bgCtx, time.Hour)
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -264,4 +265,24 @@ func (a *App) Stop(ctx context.Context) error {
 		a.broker.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// retention enforces the retention promises every interval: visitor data of
+// ended clients after two months, ended clients' records after five years.
+func (a *App) retention(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		res, err := a.st.EnforceRetention(ctx, time.Now())
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("retention run failed", "err", err)
+		} else if len(res.PurgedVisitorData)+len(res.PurgedClients) > 0 {
+			a.log.Info("retention purged data", "visitor_data_of", res.PurgedVisitorData, "client_records", res.PurgedClients)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -1,0 +1,125 @@
+package app
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jobpixel/jobpixel/internal/store"
+	"github.com/jobpixel/jobpixel/internal/testenv"
+)
+
+func countEvents(t *testing.T, st *store.Store, clientID string) (events, aggregates uint64) {
+	t.Helper()
+	var n []struct {
+		N uint64 `ch:"n"`
+	}
+	if err := st.Conn().Select(context.Background(), &n, "SELECT count() AS n FROM events WHERE client_id = ?", clientID); err != nil {
+		t.Fatal(err)
+	}
+	events = n[0].N
+	if err := st.Conn().Select(context.Background(), &n, "SELECT count() AS n FROM conversions_daily WHERE client_id = ?", clientID); err != nil {
+		t.Fatal(err)
+	}
+	return events, n[0].N
+}
+
+func seedEvents(t *testing.T, st *store.Store, clientID, campaignID string, n int) {
+	t.Helper()
+	rows := make([]store.Event, n)
+	for i := range rows {
+		rows[i] = store.Event{Received: time.Now(), ID: [16]byte{byte(i), 1}, ClientID: clientID, CampaignID: campaignID,
+			Event: "page_view", Source: "(direct)", Visitor: [16]byte{byte(i)}}
+	}
+	if err := st.InsertEvents(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRetentionPurgesEndedClients(t *testing.T) {
+	st := testenv.Store(t)
+	ctx := context.Background()
+	gone, _, _ := st.CreateClient(ctx, "Gone")
+	stay, _, _ := st.CreateClient(ctx, "Stays")
+	seedEvents(t, st, gone.ID, "cmp_a", 5)
+	seedEvents(t, st, stay.ID, "cmp_b", 3)
+	if err := st.EndClient(ctx, "operator:test", gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	// One month after the end: still within the two-month grace.
+	res, err := st.EnforceRetention(ctx, time.Now().Add(30*24*time.Hour))
+	if err != nil || len(res.PurgedVisitorData) != 0 {
+		t.Fatalf("purged within grace: %+v %v", res, err)
+	}
+	res, err = st.EnforceRetention(ctx, time.Now().Add(62*24*time.Hour))
+	if err != nil || len(res.PurgedVisitorData) != 1 || res.PurgedVisitorData[0] != gone.ID || len(res.PurgedClients) != 0 {
+		t.Fatalf("after grace: %+v %v", res, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := st.WaitMutations(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, agg := countEvents(t, st, gone.ID); e != 0 || agg != 0 {
+		t.Fatalf("ended client keeps %d events, %d aggregate rows", e, agg)
+	}
+	if e, _ := countEvents(t, st, stay.ID); e != 3 {
+		t.Fatalf("active client lost data: %d events", e)
+	}
+	// Five years after the last change, the client record itself goes.
+	res, err = st.EnforceRetention(ctx, time.Now().Add(5*366*24*time.Hour))
+	if err != nil || len(res.PurgedClients) != 1 || res.PurgedClients[0] != gone.ID {
+		t.Fatalf("controller retention: %+v %v", res, err)
+	}
+	if err := st.WaitMutations(wctx); err != nil {
+		t.Fatal(err)
+	}
+	var n []struct {
+		N uint64 `ch:"n"`
+	}
+	_ = st.Conn().Select(ctx, &n, "SELECT count() AS n FROM clients WHERE client_id = ?", gone.ID)
+	if n[0].N != 0 {
+		t.Fatal("client record kept past five years")
+	}
+	_ = st.Conn().Select(ctx, &n, "SELECT count() AS n FROM clients WHERE client_id = ?", stay.ID)
+	if n[0].N == 0 {
+		t.Fatal("active client record purged")
+	}
+	_ = st.Conn().Select(ctx, &n, "SELECT count() AS n FROM audit_log WHERE client_id = ? AND action IN ('end_client','purge_visitor_data','purge_client_record')", gone.ID)
+	if n[0].N != 3 {
+		t.Fatalf("audit rows = %d, want 3", n[0].N)
+	}
+}
+
+func TestEraseCampaignAPI(t *testing.T) {
+	a := startApp(t, func(c *Config) { c.Roles = "api" })
+	st := a.Store()
+	ctx := context.Background()
+	cl, token, _ := st.CreateClient(ctx, "Acme")
+	keep, _ := st.CreateCampaign(ctx, cl.ID, "keep", store.CampaignOptions{})
+	drop, _ := st.CreateCampaign(ctx, cl.ID, "drop", store.CampaignOptions{})
+	_, otherToken, _ := st.CreateClient(ctx, "Other")
+	seedEvents(t, st, cl.ID, keep.ID, 4)
+	seedEvents(t, st, cl.ID, drop.ID, 6)
+	if code, _ := apiCall(t, a, "DELETE", "/api/v1/campaigns/"+drop.ID+"/data", otherToken, ""); code != 404 {
+		t.Fatalf("other client erase: %d", code)
+	}
+	if code, m := apiCall(t, a, "DELETE", "/api/v1/campaigns/"+drop.ID+"/data", token, ""); code != 202 {
+		t.Fatalf("erase: %d %v", code, m)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := st.WaitMutations(wctx); err != nil {
+		t.Fatal(err)
+	}
+	var n []struct {
+		Campaign string `ch:"campaign_id"`
+		N        uint64 `ch:"n"`
+	}
+	if err := st.Conn().Select(ctx, &n, "SELECT campaign_id, count() AS n FROM events GROUP BY campaign_id"); err != nil {
+		t.Fatal(err)
+	}
+	if len(n) != 1 || n[0].Campaign != keep.ID || n[0].N != 4 {
+		t.Fatalf("after erase: %+v", n)
+	}
+}
