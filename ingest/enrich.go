@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"net/netip"
 
 	"github.com/jobpixel/jobpixel/anonymize"
@@ -60,11 +59,9 @@ func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInf
 	b.url = anonymize.URL(b.url[:0], raw.url, opts)
 	b.ref = anonymize.URL(b.ref[:0], raw.referrer, opts)
 	h.URL, h.Referrer = b.url, b.ref
-	h.UTMSource = queryValue(h.URL, "utm_source")
-	h.UTMMedium = queryValue(h.URL, "utm_medium")
-	h.UTMCampaign = queryValue(h.URL, "utm_campaign")
-	h.UTMTerm = queryValue(h.URL, "utm_term")
-	h.UTMContent = queryValue(h.URL, "utm_content")
+	var tr anonymize.Tracking
+	tr.Parse(h.URL) // the scrubbed URL: utm values are already clean
+	h.UTMSource, h.UTMMedium, h.UTMCampaign, h.UTMTerm, h.UTMContent = tr.UTMSource, tr.UTMMedium, tr.UTMCampaign, tr.UTMTerm, tr.UTMContent
 	if !ads {
 		return ""
 	}
@@ -78,14 +75,16 @@ func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInf
 			b.emGoogle, h.EmailGoogle = out, out
 		}
 	}
-	h.Gclid = firstNonEmpty(raw.gclid, queryValue(raw.url, "gclid"))
-	h.Gbraid = firstNonEmpty(raw.gbraid, queryValue(raw.url, "gbraid"))
-	h.Wbraid = firstNonEmpty(raw.wbraid, queryValue(raw.url, "wbraid"))
+	var ids anonymize.Tracking
+	ids.Parse(raw.url)
+	h.Gclid = firstNonEmpty(raw.gclid, ids.Gclid)
+	h.Gbraid = firstNonEmpty(raw.gbraid, ids.Gbraid)
+	h.Wbraid = firstNonEmpty(raw.wbraid, ids.Wbraid)
 	h.Fbp = raw.fbp
-	h.LiFatID = firstNonEmpty(raw.liFatID, queryValue(raw.url, "li_fat_id"))
+	h.LiFatID = firstNonEmpty(raw.liFatID, ids.LiFatID)
 	h.Fbc = raw.fbc
 	if len(h.Fbc) == 0 {
-		if id := firstNonEmpty(raw.fbclid, queryValue(raw.url, "fbclid")); len(id) > 0 {
+		if id := firstNonEmpty(raw.fbclid, ids.Fbclid); len(id) > 0 {
 			// _fbc format: fb.1.{ms}.{fbclid}, fbclid kept verbatim.
 			b.fbc = append(b.fbc[:0], "fb.1."...)
 			b.fbc = appendInt(b.fbc, h.ReceivedMs)
@@ -116,35 +115,6 @@ func appendInt(dst []byte, n int64) []byte {
 		n /= 10
 	}
 	return append(dst, tmp[i:]...)
-}
-
-// queryValue returns the raw (still percent-encoded) value of the first
-// query parameter name in rawURL, without allocating.
-func queryValue(rawURL []byte, name string) []byte {
-	q := bytes.IndexByte(rawURL, '?')
-	if q < 0 {
-		return nil
-	}
-	rest := rawURL[q+1:]
-	if f := bytes.IndexByte(rest, '#'); f >= 0 {
-		rest = rest[:f]
-	}
-	for len(rest) > 0 {
-		var kv []byte
-		if i := bytes.IndexByte(rest, '&'); i >= 0 {
-			kv, rest = rest[:i], rest[i+1:]
-		} else {
-			kv, rest = rest, nil
-		}
-		k, v, _ := bytes.Cut(kv, []byte("="))
-		if string(k) == name {
-			if len(v) > 256 {
-				v = v[:256]
-			}
-			return v
-		}
-	}
-	return nil
 }
 
 // Geo looks up where a full address is: its ISO country code and region

@@ -116,8 +116,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func (c Class) String() string { return fmt.Sprintf("%v/%v/%v", c.Browser, c.OS, c.Device) }
-
 func TestHints(t *testing.T) {
 	ua := []byte(cases[0].ua)
 	person := []byte(`"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"`)

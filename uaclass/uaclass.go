@@ -112,6 +112,11 @@ type Class struct {
 	Device  Device
 }
 
+// String returns "browser/os/device", for logs and tests.
+func (c Class) String() string {
+	return c.Browser.String() + "/" + c.OS.String() + "/" + c.Device.String()
+}
+
 // IsBot reports whether c is a bot.
 func (c Class) IsBot() bool { return c.Device == DeviceBot }
 
