@@ -123,3 +123,31 @@ func TestEraseCampaignAPI(t *testing.T) {
 		t.Fatalf("after erase: %+v", n)
 	}
 }
+
+func TestEndedClientIsNoLongerTracked(t *testing.T) {
+	st := testenv.Store(t)
+	ctx := context.Background()
+	c, _, _ := st.CreateClient(ctx, "Ends")
+	camp, _ := st.CreateCampaign(ctx, c.ID, "x", store.CampaignOptions{})
+	live := func() bool {
+		cs, err := st.Campaigns(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range cs {
+			if x.ID == camp.ID {
+				return true
+			}
+		}
+		return false
+	}
+	if !live() {
+		t.Fatal("new campaign not listed")
+	}
+	if err := st.EndClient(ctx, "operator:test", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if live() {
+		t.Fatal("campaign of an ended client still accepted by ingest")
+	}
+}

@@ -173,10 +173,14 @@ func (r campaignRow) campaign() Campaign {
 		Consentless: ConsentlessMode(r.Consentless), Sensitive: r.Sensitive == 1, UpdatedAt: r.UpdatedAt}
 }
 
-// Campaigns returns every live campaign.
+// endedClients selects the clients that stopped using us.
+const endedClients = `SELECT client_id FROM clients GROUP BY client_id HAVING argMax(deleted, version) = 1`
+
+// Campaigns returns every live campaign of a live client: the campaigns
+// ingest accepts hits for. A client that ended stops being tracked at once.
 func (s *Store) Campaigns(ctx context.Context) ([]Campaign, error) {
 	var rows []campaignRow
-	if err := s.conn.Select(ctx, &rows, campaignSelect); err != nil {
+	if err := s.conn.Select(ctx, &rows, campaignSelect+` AND client_id NOT IN (`+endedClients+`)`); err != nil {
 		return nil, fmt.Errorf("store: campaigns: %w", err)
 	}
 	out := make([]Campaign, len(rows))
