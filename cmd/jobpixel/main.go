@@ -3,6 +3,7 @@
 //	jobpixel [serve] [flags]   run the roles in -roles (default: all)
 //	jobpixel migrate [flags]   apply ClickHouse migrations and exit
 //	jobpixel broker [flags]    run a development Kafka broker (kfake)
+//	jobpixel clients create -name N | end -id ID   operator commands on client accounts
 //
 // Every flag has an environment override; see -help and the README.
 package main
@@ -37,8 +38,10 @@ func main() {
 		err = app.Migrate(ctx, args, log)
 	case "broker":
 		err = app.Broker(ctx, args, log)
+	case "clients":
+		err = app.Clients(ctx, args, log)
 	default:
-		err = fmt.Errorf("unknown command %q (want serve, migrate or broker)", cmd)
+		err = fmt.Errorf("unknown command %q (want serve, migrate, broker or clients)", cmd)
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		log.Error("jobpixel: "+cmd, "err", err)
