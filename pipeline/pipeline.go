@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -196,22 +197,26 @@ func (p *Pipeline) consume(ctx, genCtx context.Context, gen *kafka.Generation, i
 		return
 	}
 	p.log.Info("consuming partition", "partition", id, "from", start, "stored_max", st.window.Max, "stored_window", len(st.window.Offsets))
-	deadline := time.Now().Add(p.cfg.FlushInterval)
+	lag := p.m.lag.WithLabelValues(strconv.Itoa(id))
 	for {
-		fetchCtx, fcancel := context.WithDeadline(runCtx, deadline)
-		msg, err := r.FetchMessage(fetchCtx)
-		fcancel()
-		if err == nil {
-			p.take(st, &msg)
-			if len(st.rows) < p.cfg.BatchSize {
+		// One deadline per flush window (not per message): a row waits at
+		// most FlushInterval for its insert.
+		fetchCtx, fcancel := context.WithTimeout(runCtx, p.cfg.FlushInterval)
+		for len(st.rows) < p.cfg.BatchSize {
+			msg, err := r.FetchMessage(fetchCtx)
+			if err != nil {
+				if fetchCtx.Err() != nil {
+					break // window over, or shutdown
+				}
+				p.m.kafkaErrors.Inc()
+				p.log.Warn("kafka fetch failed", "partition", id, "err", err)
+				sleep(fetchCtx, 500*time.Millisecond)
 				continue
 			}
-		} else if runCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			p.m.kafkaErrors.Inc()
-			p.log.Warn("kafka fetch failed", "partition", id, "err", err)
-			sleep(runCtx, 500*time.Millisecond)
+			p.take(st, &msg)
 		}
-		// Flush on a full batch, on the deadline and on shutdown.
+		fcancel()
+		// Flush on a full batch, at the end of the window and on shutdown.
 		if st.pending || len(st.rows) > 0 {
 			if !p.flush(ctx, runCtx, gen, st) {
 				return
@@ -220,8 +225,7 @@ func (p *Pipeline) consume(ctx, genCtx context.Context, gen *kafka.Generation, i
 		if runCtx.Err() != nil {
 			return
 		}
-		deadline = time.Now().Add(p.cfg.FlushInterval)
-		p.m.lag.WithLabelValues(fmt.Sprint(id)).Set(float64(r.Lag()))
+		lag.Set(float64(r.Lag()))
 	}
 }
 
@@ -304,15 +308,22 @@ func (p *Pipeline) flush(ctx, runCtx context.Context, gen *kafka.Generation, st 
 			p.m.insertErrors.Inc()
 			p.log.Warn("insert failed; holding the partition and retrying", "partition", st.id, "rows", len(st.rows), "attempt", attempt+1, "err", err)
 			if runCtx.Err() != nil {
-				// Not stored, not committed: redelivered to the next owner.
+				// Not committed: redelivered to the next owner, whose
+				// stored window covers what the failed insert may have
+				// stored.
 				return false
 			}
 			sleep(runCtx, backoff(attempt))
+			// Retry only what is not stored: a failed insert may have been
+			// applied.
+			if !p.dropStored(runCtx, st) {
+				return false
+			}
+			if len(st.rows) == 0 {
+				break
+			}
 		}
-		for i := range st.rows {
-			st.seen.add(st.rows[i].ID)
-		}
-		st.rows = st.rows[:0]
+		st.rows = st.rows[:0] // their ids were added to st.seen by take
 	}
 	if st.pending {
 		err := gen.CommitOffsets(map[string]map[int]int64{p.cfg.Topic: {st.id: st.last + 1}})
