@@ -16,9 +16,13 @@ build:
 	$(GO) build -o bin/jobpixel ./cmd/jobpixel
 
 # deps installs what the suite and the local run need and is idempotent:
-# ClickHouse from Debian (scripts/clickhouse.sh), and the npm packages of
-# the consent oracle and the tracker's demo page when those exist.
+# ClickHouse from Debian (scripts/clickhouse.sh), Chromium from Debian for
+# the tracker's browser tests, and the npm packages of the consent oracle
+# and the tracker's demo page when those exist.
 deps:
+	@command -v chromium >/dev/null 2>&1 || { echo "apt-get install -y chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "warning: could not install chromium: the browser tests will skip (fail under CI)"
 	@for d in consent/testdata/iabtcf ingest/tracker; do \
 		if [ -f $$d/package-lock.json ] && [ ! -d $$d/node_modules ]; then \
 			echo "npm ci --prefix $$d"; npm ci --prefix $$d --no-audit --no-fund --loglevel=error || exit 1; \
@@ -39,6 +43,14 @@ run: deps clickhouse build
 
 test: deps clickhouse
 	JOBPIXEL_TEST_CLICKHOUSE=127.0.0.1:$(CH_TCP) $(GO) test -count=1 -timeout 18m $(TESTFLAGS) ./...
+
+# bench measures ingest, the pipeline, hit → report latency, reports and the
+# Go micro-benchmarks on this machine, side by side with baselines, and
+# writes bench/results/ (see bench/README.md). About 15 minutes;
+# BENCH_QUICK=1 for a 2-3 minute check; BENCHFLAGS for more (-phases, -reps).
+bench: clickhouse build
+	$(GO) build -o bin/jobpixel-bench ./bench
+	./bin/jobpixel-bench run -jobpixel bin/jobpixel -clickhouse 127.0.0.1:$(CH_TCP) -data-dir $(DATA)/bench -out bench/results $(BENCHFLAGS)
 
 clean: clickhouse-stop
 	rm -rf bin
