@@ -1,6 +1,9 @@
 package ingest
 
-import "github.com/jobpixel/jobpixel/uaclass"
+import (
+	"github.com/jobpixel/jobpixel/consent"
+	"github.com/jobpixel/jobpixel/uaclass"
+)
 
 // decision is the consent outcome ingest acts on.
 type decision struct {
@@ -10,10 +13,56 @@ type decision struct {
 	anySignal   bool   // the page sent any consent signal at all
 }
 
-// resolve computes the consent decision of a hit.
+// state parses a Consent Mode value; a garbled value counts as denied.
+func (s *Server) state(b []byte) consent.State {
+	st, err := consent.ParseState(b)
+	if err != nil {
+		s.m.consentInvalid.Inc()
+		return consent.Denied
+	}
+	return st
+}
+
+// resolve computes the consent decision of a hit from every signal it
+// carries (see consent.Resolve and the README's precedence table). It does
+// not allocate.
 func (s *Server) resolve(raw *rawHit, meta *reqMeta) decision {
-	// Placeholder until the consent package lands: no ad consent, count.
-	return decision{measurement: true}
+	var sig consent.Signals
+	var err error
+	if sig.GDPR, err = consent.ParseGDPR(raw.gdpr); err != nil {
+		s.m.consentInvalid.Inc()
+	}
+	sig.TCF = raw.tcf
+	if sig.GCS, err = consent.ParseGCS(raw.gcs); err != nil {
+		s.m.consentInvalid.Inc()
+		sig.GCS = consent.GCS{AdStorage: consent.Denied, AnalyticsStorage: consent.Denied}
+	}
+	sig.AdStorage = s.state(raw.adStorage)
+	sig.AnalyticsStorage = s.state(raw.analyticsStorage)
+	sig.AdUserData = s.state(raw.adUserData)
+	sig.AdPersonalization = s.state(raw.adPersonal)
+	sig.GPC = meta.gpc || (len(raw.gpc) == 1 && raw.gpc[0] == '1')
+	sig.DNT = meta.dnt
+	m := raw.exMeasurement
+	if len(m) == 0 {
+		m = raw.exAnalytics
+	}
+	sig.Explicit = consent.Explicit{
+		Measurement:       s.state(m),
+		AdStorage:         s.state(raw.exAdStorage),
+		AdUserData:        s.state(raw.exAdUserData),
+		AdPersonalization: s.state(raw.exAdPersonal),
+	}
+	d := consent.Resolve(&sig, s.vendors)
+	if d&consent.TCFInvalid != 0 {
+		s.m.consentInvalid.Inc()
+	}
+	return decision{
+		bits:        uint32(d),
+		measurement: d.Has(consent.Measurement),
+		ads:         d.AllowsAds(consent.Google) || d.AllowsAds(consent.Meta) || d.AllowsAds(consent.LinkedIn),
+		anySignal:   d&(consent.SourceTCF|consent.SourceConsentMode|consent.SourceExplicit) != 0,
+	}
 }
 
 type uaClass struct {

@@ -86,11 +86,12 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if s.q.free() < len(raws) || !s.ready.Load() {
-		reason := reasonQueueFull
+		reason := s.shedReason()
 		if !s.ready.Load() {
 			reason = reasonNotReady
 		}
 		s.m.rejectedBy[reason].Add(float64(len(raws)))
+		h.Set(RejectHeader, reason)
 		h.Set("Retry-After", "5")
 		jsonError(ctx, fasthttp.StatusServiceUnavailable, "", "overloaded, retry later")
 		return
@@ -107,8 +108,9 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 		default:
 			// Lost the race for queue space against other requests.
 			s.m.acceptedBatch.Add(float64(accepted))
+			h.Set(RejectHeader, s.shedReason())
 			h.Set("Retry-After", "5")
-			jsonError(ctx, fasthttp.StatusServiceUnavailable, "", fmt.Sprintf("overloaded after %d of %d events, retry the rest later", accepted, len(raws)))
+			jsonError(ctx, fasthttp.StatusServiceUnavailable, "", fmt.Sprintf("overloaded after %d of %d events: retry the batch later (events with an eid are counted once)", accepted, len(raws)))
 			return
 		}
 	}
@@ -176,7 +178,7 @@ func (s *Server) parseBatch(v *fastjson.Value) ([]rawHit, error) {
 		{"gdpr", &shared.gdpr}, {"tcf", &shared.tcf}, {"gdpr_consent", &shared.tcf}, {"gcs", &shared.gcs},
 		{"gclid", &shared.gclid}, {"gbraid", &shared.gbraid}, {"wbraid", &shared.wbraid},
 		{"fbclid", &shared.fbclid}, {"fbc", &shared.fbc}, {"fbp", &shared.fbp}, {"li_fat_id", &shared.liFatID},
-		{"em", &shared.email},
+		{"em", &shared.email}, {"gpc", &shared.gpc},
 	}
 	for _, f := range fields {
 		b, err := str(v, f.key, "")

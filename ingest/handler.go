@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/jobpixel/jobpixel/ingest/tracker"
 )
 
 // gif is the 43-byte transparent 1×1 GIF answered by /p.gif.
@@ -32,14 +34,20 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			s.pixel(ctx)
 		case "/e":
 			s.events(ctx)
+		case "/t.js":
+			tracker.Script(ctx)
+		case "/demo/vacancy":
+			tracker.Demo(ctx, string(ctx.QueryArgs().Peek("c")))
+		case "/demo/cmp.js":
+			tracker.CMP(ctx)
 		case "/healthz":
 			ctx.SetBodyString("ok\n")
 		case "/readyz":
-			if s.Ready() {
+			if ok, why := s.readiness(); ok {
 				ctx.SetBodyString("ready\n")
 			} else {
 				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-				ctx.SetBodyString("not ready\n")
+				ctx.SetBodyString("not ready: " + why + "\n")
 			}
 		case "/metrics":
 			metrics(ctx)
@@ -82,8 +90,15 @@ func (s *Server) pixel(ctx *fasthttp.RequestCtx) {
 	raw.fbc = args.Peek("fbc")
 	raw.fbp = args.Peek("fbp")
 	raw.liFatID = args.Peek("li_fat_id")
-	if len(raw.referrer) == 0 {
-		raw.referrer = ctx.Request.Header.Referer()
+	raw.gpc = args.Peek("gpc")
+	raw.exMeasurement = args.Peek("consent_measurement")
+	raw.exAdStorage = args.Peek("consent_ad_storage")
+	raw.exAdUserData = args.Peek("consent_ad_user_data")
+	raw.exAdPersonal = args.Peek("consent_ad_personalization")
+	if len(raw.url) == 0 {
+		// A <noscript> pixel cannot say where it is: the Referer header
+		// names the page that embeds it (not the visitor's referrer).
+		raw.url = ctx.Request.Header.Referer()
 	}
 	var meta reqMeta
 	s.fillMeta(ctx, &meta)
@@ -135,9 +150,9 @@ func (s *Server) accept(raw *rawHit, meta *reqMeta) string {
 	rec.buf = b.hit.Append(rec.buf[:0])
 	if !s.q.offer(rec) {
 		putRecord(rec)
-		s.m.rejectedBy[reasonQueueFull].Inc()
-		s.m.dropped.WithLabelValues("queue_full").Inc()
-		return reasonQueueFull
+		reason := s.shedReason()
+		s.m.rejectedBy[reason].Inc()
+		return reason
 	}
 	return ""
 }

@@ -24,6 +24,9 @@ type rawHit struct {
 
 	// Identifiers, used only when consent allows ads.
 	email, gclid, gbraid, wbraid, fbclid, fbc, fbp, liFatID []byte
+
+	// gpc is "1" when the page saw navigator.globalPrivacyControl.
+	gpc []byte
 }
 
 // reqMeta is what the request itself tells about the visitor.

@@ -2,14 +2,19 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
 
+	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/schemas"
 )
@@ -108,4 +113,107 @@ func BenchmarkPixel(b *testing.B) {
 		s.pixel(ctx)
 		putRecord(<-s.q.ch)
 	}
+}
+
+func decodeQueued(t *testing.T, s *Server) schemas.Hit {
+	t.Helper()
+	select {
+	case rec := <-s.q.ch:
+		var h schemas.Hit
+		if err := h.Decode(append([]byte(nil), rec.buf...)); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	default:
+		t.Fatal("nothing queued")
+	}
+	return schemas.Hit{}
+}
+
+func TestConsentAtTheEdge(t *testing.T) {
+	s := newTestServer(t)
+	const base = "/p.gif?c=cmp_1&e=application&em=Jane.Doe%40Example.com&fbp=fb.1.1700000000000.42&gclid=abc&u=https%3A%2F%2Fj.example%2F%3Ffbclid%3DIwAR1x"
+	// No consent: counted, truncated, no identifiers.
+	ctx := pixelCtx(base)
+	s.pixel(ctx)
+	h := decodeQueued(t, s)
+	ip := netip.AddrFrom16(h.IP).Unmap()
+	if h.Flags&schemas.FlagFullIP != 0 || ip != netip.MustParseAddr("203.0.113.0") {
+		t.Errorf("no consent: ip %s flags %b, want truncated 203.0.113.0", ip, h.Flags)
+	}
+	if len(h.EmailMeta)+len(h.EmailGoogle)+len(h.Fbp)+len(h.Fbc)+len(h.Gclid)+len(h.UserAgent) != 0 {
+		t.Errorf("no consent: identifiers travel: %+v", h)
+	}
+	if consent.Decision(h.Consent).AllowsAds(consent.Google) || !consent.Decision(h.Consent).Has(consent.Measurement) {
+		t.Errorf("no consent: decision %v", consent.Decision(h.Consent))
+	}
+	// Ad consent: full IP, hashed e-mails per platform, click ids, fbc built from fbclid.
+	ctx = pixelCtx(base + "&ad_user_data=granted&ad_personalization=granted&ad_storage=granted")
+	s.pixel(ctx)
+	h = decodeQueued(t, s)
+	if h.Flags&schemas.FlagFullIP == 0 || netip.AddrFrom16(h.IP).Unmap() != netip.MustParseAddr("203.0.113.77") {
+		t.Errorf("ad consent: ip not carried in full")
+	}
+	if string(h.EmailMeta) != sha256hex("jane.doe@example.com") || string(h.EmailGoogle) != sha256hex("jane.doe@example.com") {
+		t.Errorf("ad consent: e-mail hashes %s %s", h.EmailMeta, h.EmailGoogle)
+	}
+	if string(h.Fbp) != "fb.1.1700000000000.42" || string(h.Gclid) != "abc" || !strings.HasPrefix(string(h.Fbc), "fb.1.") || !strings.HasSuffix(string(h.Fbc), ".IwAR1x") {
+		t.Errorf("ad consent: click ids %q %q %q", h.Fbp, h.Gclid, h.Fbc)
+	}
+	// GPC overrides the grant.
+	ctx = pixelCtx(base + "&ad_user_data=granted&ad_personalization=granted")
+	ctx.Request.Header.Set("Sec-GPC", "1")
+	s.pixel(ctx)
+	h = decodeQueued(t, s)
+	if h.Flags&schemas.FlagFullIP != 0 || len(h.EmailMeta) != 0 || !consent.Decision(h.Consent).Has(consent.GPC) {
+		t.Errorf("GPC: identifiers travel or GPC not recorded: %v", consent.Decision(h.Consent))
+	}
+	// So does the page's own GPC signal, sent as gpc=1.
+	ctx = pixelCtx(base + "&ad_user_data=granted&ad_personalization=granted&gpc=1")
+	s.pixel(ctx)
+	if h = decodeQueued(t, s); len(h.EmailMeta) != 0 || !consent.Decision(h.Consent).Has(consent.GPC) {
+		t.Errorf("gpc=1: identifiers travel or GPC not recorded: %v", consent.Decision(h.Consent))
+	}
+	// The explicit object, flattened on the pixel, can refuse counting.
+	ctx = pixelCtx("/p.gif?c=cmp_1&e=page_view&consent_measurement=denied")
+	s.pixel(ctx)
+	if got := string(ctx.Response.Header.Peek(RejectHeader)); got != reasonNoConsent {
+		t.Errorf("consent_measurement=denied: reason %q", got)
+	}
+	// The explicit object can refuse counting altogether.
+	ctx = pixelCtx("/p.gif?c=cmp_1&e=page_view")
+	raw := rawHit{campaign: []byte("cmp_1"), event: []byte("page_view"), exMeasurement: []byte("denied")}
+	var meta reqMeta
+	s.fillMeta(ctx, &meta)
+	if r := s.accept(&raw, &meta); r != reasonNoConsent {
+		t.Errorf("measurement denied: reason %q, want %q", r, reasonNoConsent)
+	}
+}
+
+func TestConsentlessDrop(t *testing.T) {
+	reg := NewRegistry(fakeCampaigns{{ID: "cmp_d", ClientID: "cl_1", Consentless: store.ConsentlessDrop}}, slog.Default())
+	_ = reg.Refresh(context.Background())
+	s, err := New(Config{}, Deps{Writer: nopWriter{}, Campaigns: reg, Salts: &fixedSalt{}, Log: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ready.Store(true)
+	ctx := pixelCtx("/p.gif?c=cmp_d&e=page_view")
+	s.pixel(ctx)
+	if got := string(ctx.Response.Header.Peek(RejectHeader)); got != reasonNoConsent {
+		t.Fatalf("consent-less hit on a drop campaign: reason %q", got)
+	}
+	ctx = pixelCtx("/p.gif?c=cmp_d&e=page_view&gcs=G100")
+	s.pixel(ctx)
+	if got := string(ctx.Response.Header.Peek(RejectHeader)); got != "" {
+		t.Fatalf("hit with a (denying) signal on a drop campaign rejected: %q", got)
+	}
+	if h := decodeQueued(t, s); h.Event != schemas.EventPageView {
+		t.Fatal("hit not queued")
+	}
+}
+
+func sha256hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }

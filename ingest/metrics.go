@@ -15,11 +15,12 @@ const (
 	reasonFieldTooLong    = "field_too_long"
 	reasonNoConsent       = "no_consent"
 	reasonQueueFull       = "queue_full"
+	reasonSpoolFull       = "spool_full"
 	reasonNotReady        = "not_ready"
 )
 
 var allReasons = []string{reasonMissingCampaign, reasonBadCampaign, reasonUnknownCampaign,
-	reasonBadEvent, reasonFieldTooLong, reasonNoConsent, reasonQueueFull, reasonNotReady}
+	reasonBadEvent, reasonFieldTooLong, reasonNoConsent, reasonQueueFull, reasonSpoolFull, reasonNotReady}
 
 type metrics struct {
 	accepted       *prometheus.CounterVec
@@ -32,6 +33,17 @@ type metrics struct {
 	queueDepth     prometheus.GaugeFunc
 	acceptedPixel  prometheus.Counter
 	acceptedBatch  prometheus.Counter
+	consentInvalid prometheus.Counter
+	deliveryMetrics
+}
+
+// deliveryMetrics are the metrics of the Kafka and spool paths (producer.go).
+type deliveryMetrics struct {
+	spooled      prometheus.Counter
+	replayed     prometheus.Counter
+	spoolErrors  prometheus.Counter
+	spoolCorrupt prometheus.Counter
+	kafkaUp      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, depth func() float64) *metrics {
@@ -59,6 +71,9 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) *metrics {
 			Name: "jobpixel_ingest_queue_depth", Help: "Hits waiting in the in-process queue.",
 		}, depth),
 	}
+	m.consentInvalid = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "jobpixel_ingest_consent_invalid_total", Help: "Malformed consent signals (TC string, gcs, gdpr, Consent Mode values); each counts as a denial.",
+	})
 	m.rejectedBy = make(map[string]prometheus.Counter, len(allReasons))
 	for _, r := range allReasons {
 		m.rejectedBy[r] = m.rejected.WithLabelValues(r)
@@ -66,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) *metrics {
 	m.acceptedPixel = m.accepted.WithLabelValues("pixel")
 	m.acceptedBatch = m.accepted.WithLabelValues("events")
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.rejected, m.dropped, m.produced, m.produceErrors, m.produceLatency, m.queueDepth)
+		reg.MustRegister(m.accepted, m.rejected, m.dropped, m.produced, m.produceErrors, m.produceLatency, m.queueDepth, m.consentInvalid)
 	}
 	return m
 }

@@ -28,14 +28,27 @@ func putRecord(r *record) {
 // spill or shed.
 type queue struct {
 	ch chan *record
+	// high is the depth above which offer signals over (without blocking):
+	// the spiller then moves the excess to the spool. 0 disables it.
+	high int
+	over chan struct{}
 }
 
-func newQueue(size int) *queue { return &queue{ch: make(chan *record, size)} }
+func newQueue(size int) *queue {
+	return &queue{ch: make(chan *record, size), over: make(chan struct{}, 1)}
+}
 
-// offer enqueues r without blocking and reports whether it was accepted.
+// offer enqueues r without blocking and reports whether it was accepted. It
+// does not allocate.
 func (q *queue) offer(r *record) bool {
 	select {
 	case q.ch <- r:
+		if q.high > 0 && len(q.ch) > q.high {
+			select {
+			case q.over <- struct{}{}:
+			default:
+			}
+		}
 		return true
 	default:
 		return false

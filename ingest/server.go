@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jobpixel/jobpixel/anonymize"
+	"github.com/jobpixel/jobpixel/consent"
 	"github.com/valyala/fasthttp"
 )
 
@@ -29,6 +30,17 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// QueueSize bounds the hits waiting for Kafka (default 65,536).
 	QueueSize int
+	// SpoolDir is the disk spool taking hits Kafka cannot take (Kafka down,
+	// slow, or the queue above SpoolHighWater); empty disables it, and
+	// failed writes are then retried in memory. SpoolMaxBytes caps it
+	// (default 1 GiB); SpoolHighWater is the queue depth above which hits
+	// are spooled while the producers wait on Kafka (default QueueSize/2).
+	SpoolDir       string
+	SpoolMaxBytes  int64
+	SpoolHighWater int
+	// ReadTimeout bounds reading one request, headers and body (default
+	// 10 s): a slow client is cut off after it.
+	ReadTimeout time.Duration
 	// Producers is the number of goroutines writing to Kafka (default 4);
 	// BatchSize the most messages per write (default 1,000); Linger how
 	// long a producer waits to fill a batch (default 5 ms).
@@ -51,6 +63,12 @@ func (c *Config) setDefaults() error {
 	if c.QueueSize <= 0 {
 		c.QueueSize = 65536
 	}
+	if c.SpoolHighWater <= 0 || c.SpoolHighWater >= c.QueueSize {
+		c.SpoolHighWater = c.QueueSize / 2
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 10 * time.Second
+	}
 	if c.Producers <= 0 {
 		c.Producers = 4
 	}
@@ -72,6 +90,9 @@ func (c *Config) setDefaults() error {
 	if c.IPv6Bits == 0 {
 		c.IPv6Bits = 48
 	}
+	if c.MetaVendorID < 0 || c.MetaVendorID > 65535 || c.LinkedInVendorID < 0 || c.LinkedInVendorID > 65535 {
+		return fmt.Errorf("ingest: TCF vendor ids must be 0..65535")
+	}
 	if c.IPv4Bits < 0 || c.IPv4Bits > 24 || c.IPv6Bits < 0 || c.IPv6Bits > 48 {
 		return fmt.Errorf("ingest: IP truncation /%d (v4) /%d (v6) is weaker than the minimum /24 and /48", c.IPv4Bits, c.IPv6Bits)
 	}
@@ -86,6 +107,9 @@ type Deps struct {
 	Geo       Geo       // may be nil
 	Log       *slog.Logger
 	Metrics   *prometheus.Registry // may be nil
+	// KafkaProbe, if set, tells whether Kafka answers; it is called while
+	// Kafka is marked down and nothing is spooled, to become ready again.
+	KafkaProbe func(ctx context.Context) error
 }
 
 // Salts gives the current day's visitor salt; *salt.Keeper implements it.
@@ -102,8 +126,10 @@ type Server struct {
 	ids   idSource
 	ready atomic.Bool
 
+	dl            delivery
 	stopProducers chan struct{}
 	producersDone sync.WaitGroup
+	vendors       consent.Vendors
 	urlStrict     anonymize.URLOptions
 	urlAds        anonymize.URLOptions
 	prodCtx       context.Context
@@ -121,6 +147,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, q: newQueue(cfg.QueueSize), stopProducers: make(chan struct{})}
 	s.urlAds.KeepClickIDs = true
+	s.vendors = consent.Vendors{Meta: uint16(cfg.MetaVendorID), LinkedIn: uint16(cfg.LinkedInVendorID)}
 	if _, err := rand.Read(s.ids.prefix[:]); err != nil {
 		return nil, fmt.Errorf("ingest: id prefix: %w", err)
 	}
@@ -129,13 +156,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		reg = deps.Metrics
 	}
 	s.m = newMetrics(reg, func() float64 { return float64(s.q.len()) })
+	if err := s.openSpool(reg); err != nil {
+		return nil, err
+	}
 	s.srv = &fasthttp.Server{
 		Handler:                       s.Handler(),
 		Name:                          "jobpixel",
 		Concurrency:                   16 * 1024,
 		ReadBufferSize:                8 << 10, // bounds request line + headers
 		MaxRequestBodySize:            cfg.MaxBodyBytes,
-		ReadTimeout:                   10 * time.Second,
+		ReadTimeout:                   cfg.ReadTimeout,
 		WriteTimeout:                  10 * time.Second,
 		IdleTimeout:                   60 * time.Second,
 		NoDefaultServerHeader:         true,
@@ -148,19 +178,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// Start runs the Kafka producers. They stop in Shutdown.
+// Start runs the Kafka producers and, with a spool, its spiller and
+// replayer (see producer.go). They stop in Shutdown.
 func (s *Server) Start() {
-	s.prodCtx, s.prodCancel = context.WithCancel(context.Background())
-	ctx := s.prodCtx
-	for i := 0; i < s.cfg.Producers; i++ {
-		p := &producer{q: s.q, w: s.deps.Writer, batch: s.cfg.BatchSize, linger: s.cfg.Linger,
-			log: s.deps.Log, m: s.m, backoff: expBackoff}
-		s.producersDone.Add(1)
-		go func() {
-			defer s.producersDone.Done()
-			p.run(ctx, s.stopProducers)
-		}()
-	}
+	s.startDelivery()
 	s.ready.Store(true)
 }
 
@@ -175,27 +196,28 @@ func (s *Server) Serve(ln net.Listener) error {
 // Ready reports whether the server accepts hits.
 func (s *Server) Ready() bool { return s.ready.Load() }
 
-// Shutdown stops accepting hits and flushes the queue to Kafka within
-// ctx's deadline: not ready → stop the listener and finish open requests →
-// drain the queue → return.
+// Drain makes /readyz answer 503 while hits are still accepted, so load
+// balancers stop sending them before Shutdown (the drain delay).
+func (s *Server) Drain() { s.dl.draining.Store(true) }
+
+// Shutdown stops accepting hits and flushes the queue within ctx's
+// deadline: not ready → stop the listener and finish open requests (at most
+// half the time left) → drain the queue to Kafka, or to the spool when Kafka
+// fails or the deadline nears → close the spool → return.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.Drain()
 	s.ready.Store(false)
-	err := s.srv.ShutdownWithContext(ctx)
-	close(s.stopProducers)
-	done := make(chan struct{})
-	go func() { s.producersDone.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.prodCancel() // producers give up their last batch and count it
-		<-done
-		return fmt.Errorf("ingest: shutdown: Kafka did not take every hit in time: %w", ctx.Err())
+	hctx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		defer cancel()
 	}
-	s.prodCancel()
+	err := s.srv.ShutdownWithContext(hctx)
 	if err != nil {
-		return fmt.Errorf("ingest: shutdown: %w", err)
+		err = fmt.Errorf("ingest: shutdown: %w", err)
 	}
-	return nil
+	return errors.Join(err, s.stopDelivery(ctx))
 }
 
 // transportError answers requests fasthttp could not read: 413 for bodies

@@ -177,6 +177,9 @@ func (p *Pipeline) consume(ctx, genCtx context.Context, gen *kafka.Generation, i
 	for _, eid := range st.window.IDs {
 		st.seen.add(eid)
 	}
+	for _, ce := range st.window.ClientEvents {
+		st.seen.add(clientKey([]byte(ce.Campaign), []byte(ce.EventID)))
+	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   p.cfg.Brokers,
 		Topic:     p.cfg.Topic,
@@ -252,6 +255,16 @@ func (p *Pipeline) take(st *partition, msg *kafka.Message) {
 	if st.seen.has(h.ID) {
 		p.m.skipped.WithLabelValues("duplicate_id").Inc()
 		return
+	}
+	if len(h.ClientEventID) > 0 {
+		// A page that sent the same event twice (a retried beacon, a
+		// retried batch): the same visitor lands on the same partition.
+		k := clientKey(h.Campaign, h.ClientEventID)
+		if st.seen.has(k) {
+			p.m.skipped.WithLabelValues("duplicate_client_event_id").Inc()
+			return
+		}
+		st.seen.add(k)
 	}
 	st.seen.add(h.ID)
 	st.rows = append(st.rows, p.row(&h, msg))

@@ -24,6 +24,12 @@ type Store interface {
 	CreateCampaign(ctx context.Context, clientID, name string, opts store.CampaignOptions) (store.Campaign, error)
 	UpdateCampaign(ctx context.Context, c store.Campaign) (store.Campaign, error)
 	EraseCampaign(ctx context.Context, actor, clientID, campaignID string) error
+	// Forwarding instructions and ledger (instructions.go).
+	AddInstruction(ctx context.Context, in store.Instruction, seal func(version uint32) (string, error)) (store.Instruction, error)
+	Instructions(ctx context.Context, clientID, campaignID string) ([]store.Instruction, error)
+	Ledger(ctx context.Context, clientID, campaignID string, from, to time.Time, limit int) ([]store.LedgerRow, error)
+	DeadLetters(ctx context.Context, clientID, campaignID string, from, to time.Time, limit int) ([]store.DeadLetter, error)
+	Audit(ctx context.Context, actor, action, clientID, campaignID, detail string) error
 }
 
 // MaxRangeDays bounds a report's date range.
@@ -34,6 +40,7 @@ type API struct {
 	st  Store
 	log *slog.Logger
 	now func() time.Time
+	fwd Forwarding // instruction endpoints (SetForwarding)
 
 	mu     sync.Mutex
 	tokens map[string]tokenEntry // token hash → client, cached briefly
@@ -61,6 +68,11 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/campaigns/{id}", a.getCampaign)
 	mux.HandleFunc("PATCH /api/v1/campaigns/{id}", a.patchCampaign)
 	mux.HandleFunc("DELETE /api/v1/campaigns/{id}/data", a.eraseCampaign)
+	mux.HandleFunc("GET /api/v1/campaigns/{id}/instructions", a.listInstructions)
+	mux.HandleFunc("POST /api/v1/campaigns/{id}/instructions", a.addInstruction)
+	mux.HandleFunc("POST /api/v1/campaigns/{id}/instructions/revoke", a.revokeInstruction)
+	mux.HandleFunc("DELETE /api/v1/campaigns/{id}/instructions", a.revokeInstruction)
+	mux.HandleFunc("GET /api/v1/campaigns/{id}/ledger", a.ledger)
 	return mux
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,9 +40,13 @@ type App struct {
 	ingestLn        net.Listener
 	apiSrv          *http.Server
 	apiLn           net.Listener
+	opsSrv          *http.Server // -metrics.addr
+	opsLn           net.Listener
 
 	pipeCancel context.CancelFunc
+	fwdCancel  context.CancelFunc // forward role (forward.go)
 	bgCancel   context.CancelFunc
+	draining   atomic.Bool // readyz answers 503 (shutdown began)
 	wg         sync.WaitGroup
 	errc       chan error
 
@@ -63,7 +68,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		}
 	}()
 	brokers := cfg.brokers()
-	if len(brokers) == 0 && (doIngest || doPipeline) {
+	if len(brokers) == 0 && (doIngest || doPipeline || cfg.hasRole("forward")) {
 		a.broker, err = devbroker.Start(devbroker.Config{
 			Dir: filepath.Join(cfg.DataDir, "kafka"), Port: cfg.BrokerPort,
 			Topics: []string{cfg.KafkaTopic}, Partitions: int32(cfg.KafkaPartitions),
@@ -116,8 +121,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			}
 		}()
 	}
+	if cfg.hasRole("forward") {
+		if err := a.startForward(brokers); err != nil {
+			return nil, err
+		}
+	}
 	if doAPI {
 		if err := a.startAPI(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if err := a.startOps(); err != nil {
 			return nil, err
 		}
 	}
@@ -156,10 +171,16 @@ func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 	if err != nil {
 		return err
 	}
+	spoolDir := a.cfg.SpoolDir
+	if spoolDir == "" {
+		spoolDir = filepath.Join(a.cfg.DataDir, "spool")
+	}
 	a.ingest, err = ingest.New(ingest.Config{
 		TrustedProxies: trusted, QueueSize: a.cfg.QueueSize, MaxBodyBytes: a.cfg.MaxBodyBytes,
+		SpoolDir: spoolDir, SpoolMaxBytes: int64(a.cfg.SpoolMaxBytes),
 		MetaVendorID: a.cfg.MetaVendorID, LinkedInVendorID: a.cfg.LinkedInVendor,
-	}, ingest.Deps{Writer: a.writer, Campaigns: reg, Salts: keeper, Geo: geoDB, Log: log, Metrics: a.reg})
+	}, ingest.Deps{Writer: a.writer, Campaigns: reg, Salts: keeper, Geo: geoDB, Log: log, Metrics: a.reg,
+		KafkaProbe: kafkaProbe(brokers, a.cfg.KafkaTopic)})
 	if err != nil {
 		return err
 	}
@@ -181,10 +202,19 @@ func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 
 func (a *App) startAPI() error {
 	api := report.New(a.st, a.log.With("role", "api"))
+	fwd, ferr := a.cfg.forwarding()
+	if ferr != nil {
+		return ferr
+	}
+	api.SetForwarding(fwd)
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if a.draining.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := a.st.Ping(ctx); err != nil {
@@ -230,22 +260,53 @@ func (a *App) Err() <-chan error { return a.errc }
 // connections and the embedded broker close.
 func (a *App) Stop(ctx context.Context) error {
 	var errs []error
+	// Not ready first; keep serving for the drain delay so load balancers
+	// notice before the listeners close.
+	a.draining.Store(true)
+	if a.ingest != nil {
+		a.ingest.Drain()
+	}
+	if d := a.cfg.DrainDelay; d > 0 && (a.ingest != nil || a.apiSrv != nil) {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
 	if a.ingest != nil {
 		if err := a.ingest.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if a.writer != nil {
-		if err := a.writer.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("kafka writer: %w", err))
+		// Close waits for writes a cancelled call left behind (Kafka down):
+		// bounded by the deadline, their hits are in the spool anyway.
+		closed := make(chan error, 1)
+		go func() { closed <- a.writer.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kafka writer: %w", err))
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("kafka writer: close: %w", ctx.Err()))
 		}
 	}
 	if a.pipeCancel != nil {
 		a.pipeCancel()
 	}
+	if a.fwdCancel != nil {
+		a.fwdCancel()
+	}
 	if a.apiSrv != nil {
 		if err := a.apiSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("api: %w", err))
+		}
+	}
+	if a.opsSrv != nil {
+		if err := a.opsSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("metrics: %w", err))
 		}
 	}
 	done := make(chan struct{})

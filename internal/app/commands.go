@@ -60,6 +60,9 @@ Send a hit:
 Read the report (today's hits appear within seconds):
   curl -s -H 'Authorization: Bearer %[3]s' '%[5]s/api/v1/campaigns/%[1]s/report'
 
+Open the demo vacancy page (tracker script, consent banner, apply button):
+  %[2]s/demo/vacancy?c=%[1]s
+
 Metrics: %[2]s/metrics   Health: %[2]s/readyz   Stop: Ctrl-C
 `, a.Demo.Campaign, in, a.Demo.Token, filepath.Join(cfg.DataDir, "demo.env"), api)
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jobpixel/jobpixel/forward/instruction"
 )
 
 // Config is the whole configuration of a jobpixel process. Every field is a
@@ -21,6 +23,8 @@ type Config struct {
 	APIAddr        string
 	TrustedProxies string
 	QueueSize      int
+	SpoolDir       string
+	SpoolMaxBytes  int
 	MaxBodyBytes   int
 	GeoIPDB        string
 	MetaVendorID   int
@@ -43,6 +47,20 @@ type Config struct {
 	Demo bool
 
 	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
+	MetricsAddr     string
+
+	// Forwarding to ad platforms (role forward; see forward.go).
+	SecretsKey              string
+	ForwardAllowedHosts     string
+	ForwardGroup            string
+	ForwardRefresh          time.Duration
+	ForwardAudienceInterval time.Duration
+	ForwardMaxHold          time.Duration
+	ForwardStopGrace        time.Duration
+	ForwardMetaVersion      string
+	ForwardLinkedInVersion  string
+	ForwardAdsVersion       string
 }
 
 // envName maps a flag name to its environment variable.
@@ -76,13 +94,15 @@ func (c *Config) Register(fs *flag.FlagSet) {
 		}
 		fs.DurationVar(p, name, def, help+" (env "+envName(name)+")")
 	}
-	str(&c.Roles, "roles", "ingest,pipeline,api", "comma-separated roles this process runs: ingest, pipeline, api")
+	str(&c.Roles, "roles", "ingest,pipeline,api", "comma-separated roles this process runs: ingest, pipeline, api, forward")
 	str(&c.DataDir, "data-dir", ".data", "directory for local state (embedded broker data, demo.env)")
 	str(&c.IngestAddr, "ingest.addr", "127.0.0.1:8080", "listen address of the hit endpoint (/p.gif, /e)")
 	str(&c.APIAddr, "api.addr", "127.0.0.1:8081", "listen address of the client API")
 	str(&c.TrustedProxies, "ingest.trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is trusted; empty trusts none")
 	num(&c.QueueSize, "ingest.queue-size", 65536, "hits buffered in memory for Kafka")
 	num(&c.MaxBodyBytes, "ingest.max-body", 64<<10, "largest accepted POST /e body in bytes")
+	str(&c.SpoolDir, "ingest.spool-dir", "", "disk spool for hits while Kafka is down or slow, replayed when it is back (default DATA_DIR/spool)")
+	num(&c.SpoolMaxBytes, "ingest.spool-max-bytes", 1<<30, "size cap of the disk spool in bytes; when it is full too, hits are shed (503, X-Jobpixel-Reject: spool_full)")
 	str(&c.GeoIPDB, "geoip.db", "", "path of a MaxMind-format country/city .mmdb; empty disables GeoIP")
 	num(&c.MetaVendorID, "consent.meta-vendor-id", 0, "TCF vendor id used for Meta; 0 = not a TCF vendor")
 	num(&c.LinkedInVendor, "consent.linkedin-vendor-id", 0, "TCF vendor id used for LinkedIn; 0 = not a TCF vendor")
@@ -98,6 +118,18 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	num(&c.BatchSize, "pipeline.batch-size", 50000, "most rows per ClickHouse insert")
 	dur(&c.FlushInterval, "pipeline.flush-interval", 500*time.Millisecond, "longest a consumed hit waits for its insert")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "deadline of a graceful shutdown")
+	str(&c.SecretsKey, "secrets.key", "", "base64 of 32 random bytes sealing forwarding credentials with AES-256-GCM (no default: without it instructions carrying credentials are refused and the forward role does not start)")
+	str(&c.ForwardAllowedHosts, "forward.allowed-hosts", instruction.DefaultAllowedHosts, "comma-separated hosts (host or host:port) forwarding may send to; an instruction naming another destination is refused")
+	str(&c.ForwardGroup, "forward.group", "jobpixel-forward", "consumer-group prefix of the forward role (one group per platform: PREFIX-google, PREFIX-meta, PREFIX-linkedin)")
+	dur(&c.ForwardRefresh, "forward.refresh", 2*time.Second, "how often the forwarder re-reads instructions (at most 5s): a revocation stops forwarding within it")
+	dur(&c.ForwardAudienceInterval, "forward.audience-interval", 10*time.Second, "how often audiences are reconciled with their segments (additions, expiry and removals)")
+	dur(&c.ForwardMaxHold, "forward.max-hold", 15*time.Minute, "how long retryable platform failures are retried before the items are dead-lettered")
+	dur(&c.ForwardStopGrace, "forward.stop-grace", 10*time.Second, "on shutdown, how long in-flight platform requests may finish and be recorded")
+	str(&c.ForwardMetaVersion, "forward.meta-version", "v25.0", "Meta Graph API version")
+	str(&c.ForwardLinkedInVersion, "forward.linkedin-version", "202610", "LinkedIn-Version header (YYYYMM)")
+	str(&c.ForwardAdsVersion, "forward.google-ads-version", "v22", "Google Ads API version")
+	str(&c.MetricsAddr, "metrics.addr", "", "listen address of /metrics, /healthz and /readyz for processes without ingest or api (e.g. a pipeline replica); empty: none")
+	dur(&c.DrainDelay, "shutdown.drain-delay", 0, "on SIGTERM, how long /readyz answers 503 while hits are still served, before the listeners close (set it to the load balancer's probe period, e.g. 5s); counts against shutdown-timeout")
 	if v, ok := os.LookupEnv(envName("demo")); ok {
 		c.Demo = v == "1" || v == "true"
 	}
@@ -105,6 +137,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 }
 
 func (c *Config) roles() (ingest, pipeline, api bool, err error) {
+	forward := false // see hasRole
 	for _, r := range strings.Split(c.Roles, ",") {
 		switch strings.TrimSpace(r) {
 		case "ingest":
@@ -113,12 +146,14 @@ func (c *Config) roles() (ingest, pipeline, api bool, err error) {
 			pipeline = true
 		case "api":
 			api = true
+		case "forward":
+			forward = true
 		case "":
 		default:
-			return false, false, false, fmt.Errorf("unknown role %q (want ingest, pipeline, api)", r)
+			return false, false, false, fmt.Errorf("unknown role %q (want ingest, pipeline, api, forward)", r)
 		}
 	}
-	if !ingest && !pipeline && !api {
+	if !ingest && !pipeline && !api && !forward {
 		return false, false, false, fmt.Errorf("no role given")
 	}
 	return ingest, pipeline, api, nil

@@ -110,6 +110,14 @@ type StoredWindow struct {
 	// IDs holds the event ids of the last rows stored before Max, to catch
 	// producer retries that wrote a message twice.
 	IDs [][16]byte
+	// ClientEvents holds the (campaign, client event id) of those rows that
+	// have a client event id, to catch pages that sent an event twice.
+	ClientEvents []ClientEvent
+}
+
+// ClientEvent names an event by the id the page gave it.
+type ClientEvent struct {
+	Campaign, EventID string
 }
 
 // maxWindow bounds how many stored offsets Window loads.
@@ -146,15 +154,20 @@ func (s *Store) Window(ctx context.Context, partition int, from int64, idWindow 
 		}
 	}
 	var ids []struct {
-		ID string `ch:"event_id"`
+		ID       string `ch:"event_id"`
+		Campaign string `ch:"campaign_id"`
+		EID      string `ch:"client_event_id"`
 	}
-	if err := s.conn.Select(ctx, &ids, `SELECT event_id FROM events WHERE kafka_partition = ? AND kafka_offset >= ?`,
+	if err := s.conn.Select(ctx, &ids, `SELECT event_id, campaign_id, client_event_id FROM events WHERE kafka_partition = ? AND kafka_offset >= ?`,
 		uint32(partition), uint64(max(0, w.Max-idWindow))); err != nil {
 		return w, fmt.Errorf("store: recent event ids of partition %d: %w", partition, err)
 	}
 	w.IDs = make([][16]byte, len(ids))
 	for i, r := range ids {
 		copy(w.IDs[i][:], r.ID)
+		if r.EID != "" {
+			w.ClientEvents = append(w.ClientEvents, ClientEvent{Campaign: r.Campaign, EventID: r.EID})
+		}
 	}
 	return w, nil
 }

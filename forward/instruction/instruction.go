@@ -1,0 +1,721 @@
+// Package instruction is a client's documented instruction to forward the
+// data of one campaign to ad platforms: which platform receives what
+// (conversions, audiences), which events count as which conversion, which
+// audience segments, and the platform ids and credentials to use.
+//
+// It parses and validates the JSON the client API accepts (Parse), keeps
+// credentials apart from the rest so they can be stored encrypted (Key) and
+// never shown again, checks destinations against the deployment's
+// allow-list (AllowList), and gives the forwarder a platform-neutral view
+// of what to send (Spec.Conversions, Spec.Audiences).
+//
+// It does no I/O.
+package instruction
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/jobpixel/jobpixel/consent"
+	"github.com/jobpixel/jobpixel/forward"
+	"github.com/jobpixel/jobpixel/schemas"
+)
+
+// Default API roots of the platforms (their documented EU-usable hosts).
+const (
+	DefaultMetaEndpoint        = "https://graph.facebook.com"
+	DefaultDataManagerEndpoint = "https://datamanager.googleapis.com"
+	DefaultAdsEndpoint         = "https://googleads.googleapis.com"
+	DefaultLinkedInEndpoint    = "https://api.linkedin.com"
+)
+
+// Segment limits.
+const (
+	DefaultSegmentDays = 30
+	MaxSegmentDays     = 180
+)
+
+// Segment presets.
+const (
+	// PresetViewedNotApplied: viewed a vacancy of the campaign in the last
+	// Days days and did not apply.
+	PresetViewedNotApplied = "viewed_not_applied"
+	// PresetApplied: applied in the last Days days.
+	PresetApplied = "applied"
+)
+
+// Segment says who is in an audience: visitors with an Include event in
+// the last Days days and no Exclude event in the same window.
+type Segment struct {
+	// Preset is a named segment (PresetViewedNotApplied, PresetApplied);
+	// it fills Include and Exclude.
+	Preset  string   `json:"preset,omitempty"`
+	Include []string `json:"include"`
+	Exclude []string `json:"exclude"`
+	// Days is the window; 0 on input means DefaultSegmentDays.
+	Days int `json:"days"`
+}
+
+// Value is a fixed conversion value.
+type Value struct {
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// MetaConversion maps an event to a Conversions API event of a pixel.
+type MetaConversion struct {
+	Event     string `json:"event"`
+	PixelID   string `json:"pixel_id"`
+	EventName string `json:"event_name"`
+	Value     *Value `json:"value,omitempty"`
+}
+
+// MetaAudience fills a Custom Audience with a segment.
+type MetaAudience struct {
+	AudienceID string  `json:"audience_id"`
+	Segment    Segment `json:"segment"`
+}
+
+// Meta is what Meta receives.
+type Meta struct {
+	Endpoint      string           `json:"endpoint"`
+	TestEventCode string           `json:"test_event_code,omitempty"`
+	AccessToken   string           `json:"access_token,omitempty"` // input only; stored encrypted
+	Conversions   []MetaConversion `json:"conversions"`
+	Audiences     []MetaAudience   `json:"audiences"`
+}
+
+// Google conversion APIs.
+const (
+	GoogleDataManager = "data_manager" // Data Manager events:ingest
+	GoogleAdsClick    = "ads_click"    // Google Ads uploadClickConversions
+)
+
+// GoogleConversion maps an event to a conversion action.
+type GoogleConversion struct {
+	Event              string `json:"event"`
+	ConversionActionID string `json:"conversion_action_id"`
+	// API is GoogleDataManager (default) or GoogleAdsClick.
+	API   string `json:"api"`
+	Value *Value `json:"value,omitempty"`
+}
+
+// GoogleAudience fills a user list (Data Manager audience members).
+type GoogleAudience struct {
+	UserListID string  `json:"user_list_id"`
+	Segment    Segment `json:"segment"`
+}
+
+// Google is what Google receives.
+type Google struct {
+	DataManagerEndpoint string `json:"data_manager_endpoint"`
+	AdsEndpoint         string `json:"ads_endpoint"`
+	CustomerID          string `json:"customer_id"`
+	LoginCustomerID     string `json:"login_customer_id,omitempty"`
+	AccountType         string `json:"account_type"`
+	// CustomerMatchTermsAccepted records that the advertiser accepted
+	// Google's Customer Match terms; required for audiences.
+	CustomerMatchTermsAccepted bool               `json:"customer_match_terms_accepted"`
+	AccessToken                string             `json:"access_token,omitempty"`    // input only
+	DeveloperToken             string             `json:"developer_token,omitempty"` // input only
+	Conversions                []GoogleConversion `json:"conversions"`
+	Audiences                  []GoogleAudience   `json:"audiences"`
+}
+
+// LinkedInConversion maps an event to a conversion rule.
+type LinkedInConversion struct {
+	Event            string `json:"event"`
+	ConversionRuleID string `json:"conversion_rule_id"`
+	Value            *Value `json:"value,omitempty"`
+}
+
+// LinkedInAudience fills a DMP segment.
+type LinkedInAudience struct {
+	SegmentID string  `json:"segment_id"`
+	Segment   Segment `json:"segment"`
+}
+
+// LinkedIn is what LinkedIn receives.
+type LinkedIn struct {
+	Endpoint    string               `json:"endpoint"`
+	AccessToken string               `json:"access_token,omitempty"` // input only
+	Conversions []LinkedInConversion `json:"conversions"`
+	Audiences   []LinkedInAudience   `json:"audiences"`
+}
+
+// Spec is an instruction without its credentials: what is stored in clear
+// and shown by the API.
+type Spec struct {
+	// RequestedBy names the person who gave the instruction (free text).
+	RequestedBy string `json:"requested_by,omitempty"`
+	// Note documents the instruction (e.g. the contract clause).
+	Note string `json:"note,omitempty"`
+	// CredentialsSet names the credentials stored with the instruction
+	// (e.g. "meta.access_token"), never their values. Set by Parse.
+	CredentialsSet []string  `json:"credentials_set,omitempty"`
+	Meta           *Meta     `json:"meta,omitempty"`
+	Google         *Google   `json:"google,omitempty"`
+	LinkedIn       *LinkedIn `json:"linkedin,omitempty"`
+}
+
+// Credentials are the secrets of an instruction; stored only sealed (Key).
+type Credentials struct {
+	MetaAccessToken     string `json:"meta_access_token,omitempty"`
+	GoogleAccessToken   string `json:"google_access_token,omitempty"`
+	GoogleDevToken      string `json:"google_developer_token,omitempty"`
+	LinkedInAccessToken string `json:"linkedin_access_token,omitempty"`
+}
+
+// IsZero reports whether no credential is set.
+func (c Credentials) IsZero() bool { return c == Credentials{} }
+
+// Names lists the credentials that are set, by field path, never their
+// values: what the API may show.
+func (c Credentials) Names() []string {
+	var out []string
+	add := func(v, name string) {
+		if v != "" {
+			out = append(out, name)
+		}
+	}
+	add(c.MetaAccessToken, "meta.access_token")
+	add(c.GoogleAccessToken, "google.access_token")
+	add(c.GoogleDevToken, "google.developer_token")
+	add(c.LinkedInAccessToken, "linkedin.access_token")
+	return out
+}
+
+// Error is a validation error naming the offending field.
+type Error struct {
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}
+
+func errf(field, format string, args ...any) *Error {
+	return &Error{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// MaxBody bounds an instruction's JSON.
+const MaxBody = 64 << 10
+
+// Parse reads an instruction from the client API. Credentials a platform
+// section leaves out are taken from prev (the campaign's previous version),
+// so a client can change an instruction without restating secrets it can
+// no longer read. Every destination must pass allow. The returned Spec has
+// no credentials in it.
+func Parse(body []byte, prev Credentials, allow AllowList) (Spec, Credentials, error) {
+	var s Spec
+	if len(body) > MaxBody {
+		return s, Credentials{}, errf("", "instruction larger than %d bytes", MaxBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return s, Credentials{}, errf("", "invalid JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return s, Credentials{}, errf("", "invalid JSON: data after the object")
+	}
+	var c Credentials
+	if s.Meta != nil {
+		c.MetaAccessToken = pick(s.Meta.AccessToken, prev.MetaAccessToken)
+		s.Meta.AccessToken = ""
+	}
+	if s.Google != nil {
+		c.GoogleAccessToken = pick(s.Google.AccessToken, prev.GoogleAccessToken)
+		c.GoogleDevToken = pick(s.Google.DeveloperToken, prev.GoogleDevToken)
+		s.Google.AccessToken, s.Google.DeveloperToken = "", ""
+	}
+	if s.LinkedIn != nil {
+		c.LinkedInAccessToken = pick(s.LinkedIn.AccessToken, prev.LinkedInAccessToken)
+		s.LinkedIn.AccessToken = ""
+	}
+	if err := s.normalize(c, allow); err != nil {
+		return s, Credentials{}, err
+	}
+	s.CredentialsSet = c.Names()
+	return s, c, nil
+}
+
+func pick(v, prev string) string {
+	if v = strings.TrimSpace(v); v != "" {
+		return v
+	}
+	return prev
+}
+
+// Decode reads a stored Spec (as written by Encode).
+func Decode(stored string) (Spec, error) {
+	var s Spec
+	if stored == "" {
+		return s, nil
+	}
+	if err := json.Unmarshal([]byte(stored), &s); err != nil {
+		return s, fmt.Errorf("instruction: decode stored spec: %w", err)
+	}
+	return s, nil
+}
+
+// Encode returns the stored form of s (it holds no credentials).
+func (s Spec) Encode() string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // plain structs always marshal
+	}
+	return string(b)
+}
+
+// Platforms lists the platforms s sends anything to.
+func (s Spec) Platforms() []consent.Platform {
+	var out []consent.Platform
+	if s.Google != nil && len(s.Google.Conversions)+len(s.Google.Audiences) > 0 {
+		out = append(out, consent.Google)
+	}
+	if s.Meta != nil && len(s.Meta.Conversions)+len(s.Meta.Audiences) > 0 {
+		out = append(out, consent.Meta)
+	}
+	if s.LinkedIn != nil && len(s.LinkedIn.Conversions)+len(s.LinkedIn.Audiences) > 0 {
+		out = append(out, consent.LinkedIn)
+	}
+	return out
+}
+
+var eventNames = map[string]schemas.Event{
+	"page_view": schemas.EventPageView, "apply_click": schemas.EventApplyClick,
+	"application": schemas.EventApplication, "vacancy_email": schemas.EventVacancyEmail,
+}
+
+func checkEvent(field, e string) *Error {
+	if _, ok := eventNames[e]; !ok {
+		return errf(field, "unknown event %q (want page_view, apply_click, application or vacancy_email)", e)
+	}
+	return nil
+}
+
+func digitsID(field, id string, dashes bool) *Error {
+	v := id
+	if dashes {
+		v = strings.ReplaceAll(v, "-", "")
+	}
+	if v == "" || len(v) > 32 || strings.Trim(v, "0123456789") != "" {
+		return errf(field, "must be a numeric id")
+	}
+	return nil
+}
+
+func (v *Value) check(field string) *Error {
+	if v == nil {
+		return nil
+	}
+	if err := (forward.Value{Amount: v.Amount, Currency: v.Currency}).Check(); err != nil || v.Amount == "" {
+		return errf(field, "must be {\"amount\": \"12.50\", \"currency\": \"EUR\"}")
+	}
+	return nil
+}
+
+func (g *Segment) normalize(field string) *Error {
+	switch g.Preset {
+	case "":
+	case PresetViewedNotApplied, PresetApplied:
+		if len(g.Include)+len(g.Exclude) > 0 {
+			return errf(field+".preset", "give either a preset or include/exclude, not both")
+		}
+		if g.Preset == PresetViewedNotApplied {
+			g.Include, g.Exclude = []string{"page_view"}, []string{"application"}
+		} else {
+			g.Include, g.Exclude = []string{"application"}, []string{}
+		}
+	default:
+		return errf(field+".preset", "unknown preset %q (want %q or %q)", g.Preset, PresetViewedNotApplied, PresetApplied)
+	}
+	if len(g.Include) == 0 {
+		return errf(field+".include", "at least one event is required")
+	}
+	if g.Exclude == nil {
+		g.Exclude = []string{}
+	}
+	for i, e := range g.Include {
+		if err := checkEvent(fmt.Sprintf("%s.include[%d]", field, i), e); err != nil {
+			return err
+		}
+	}
+	for i, e := range g.Exclude {
+		if err := checkEvent(fmt.Sprintf("%s.exclude[%d]", field, i), e); err != nil {
+			return err
+		}
+		if slices.Contains(g.Include, e) {
+			return errf(fmt.Sprintf("%s.exclude[%d]", field, i), "event %q is also included", e)
+		}
+	}
+	slices.Sort(g.Include)
+	g.Include = slices.Compact(g.Include)
+	slices.Sort(g.Exclude)
+	g.Exclude = slices.Compact(g.Exclude)
+	if g.Days == 0 {
+		g.Days = DefaultSegmentDays
+	}
+	if g.Days < 1 || g.Days > MaxSegmentDays {
+		return errf(field+".days", "must be 1 to %d", MaxSegmentDays)
+	}
+	return nil
+}
+
+func endpoint(field string, v *string, def string, allow AllowList) *Error {
+	if *v == "" {
+		*v = def
+	}
+	*v = strings.TrimRight(*v, "/")
+	if err := allow.Check(*v); err != nil {
+		return errf(field, "%v", err)
+	}
+	return nil
+}
+
+// normalize fills defaults and validates s with its credentials c.
+func (s *Spec) normalize(c Credentials, allow AllowList) error {
+	s.RequestedBy = strings.TrimSpace(s.RequestedBy)
+	s.Note = strings.TrimSpace(s.Note)
+	if len(s.RequestedBy) > 200 {
+		return errf("requested_by", "at most 200 characters")
+	}
+	if len(s.Note) > 2000 {
+		return errf("note", "at most 2000 characters")
+	}
+	if s.Meta == nil && s.Google == nil && s.LinkedIn == nil {
+		return errf("", "an instruction names at least one platform (meta, google, linkedin); to stop forwarding, revoke it")
+	}
+	if m := s.Meta; m != nil {
+		if len(m.Conversions)+len(m.Audiences) == 0 {
+			return errf("meta", "give conversions and/or audiences")
+		}
+		if err := endpoint("meta.endpoint", &m.Endpoint, DefaultMetaEndpoint, allow); err != nil {
+			return err
+		}
+		if c.MetaAccessToken == "" {
+			return errf("meta.access_token", "required")
+		}
+		if len(m.TestEventCode) > 100 {
+			return errf("meta.test_event_code", "too long")
+		}
+		for i := range m.Conversions {
+			cv := &m.Conversions[i]
+			f := fmt.Sprintf("meta.conversions[%d]", i)
+			if err := checkEvent(f+".event", cv.Event); err != nil {
+				return err
+			}
+			if err := digitsID(f+".pixel_id", cv.PixelID, false); err != nil {
+				return err
+			}
+			cv.EventName = strings.TrimSpace(cv.EventName)
+			if cv.EventName == "" || len(cv.EventName) > 50 {
+				return errf(f+".event_name", "required, at most 50 characters (e.g. \"SubmitApplication\")")
+			}
+			if err := cv.Value.check(f + ".value"); err != nil {
+				return err
+			}
+		}
+		for i := range m.Audiences {
+			au := &m.Audiences[i]
+			f := fmt.Sprintf("meta.audiences[%d]", i)
+			if err := digitsID(f+".audience_id", au.AudienceID, false); err != nil {
+				return err
+			}
+			if err := au.Segment.normalize(f + ".segment"); err != nil {
+				return err
+			}
+		}
+	}
+	if g := s.Google; g != nil {
+		if len(g.Conversions)+len(g.Audiences) == 0 {
+			return errf("google", "give conversions and/or audiences")
+		}
+		if err := endpoint("google.data_manager_endpoint", &g.DataManagerEndpoint, DefaultDataManagerEndpoint, allow); err != nil {
+			return err
+		}
+		if err := endpoint("google.ads_endpoint", &g.AdsEndpoint, DefaultAdsEndpoint, allow); err != nil {
+			return err
+		}
+		if err := digitsID("google.customer_id", g.CustomerID, true); err != nil {
+			return err
+		}
+		if g.LoginCustomerID != "" {
+			if err := digitsID("google.login_customer_id", g.LoginCustomerID, true); err != nil {
+				return err
+			}
+		}
+		switch g.AccountType {
+		case "":
+			g.AccountType = "GOOGLE_ADS"
+		case "GOOGLE_ADS", "DISPLAY_VIDEO_PARTNER", "DISPLAY_VIDEO_ADVERTISER", "DATA_PARTNER":
+		default:
+			return errf("google.account_type", "unknown account type %q", g.AccountType)
+		}
+		if c.GoogleAccessToken == "" {
+			return errf("google.access_token", "required")
+		}
+		for i := range g.Conversions {
+			cv := &g.Conversions[i]
+			f := fmt.Sprintf("google.conversions[%d]", i)
+			if err := checkEvent(f+".event", cv.Event); err != nil {
+				return err
+			}
+			if err := digitsID(f+".conversion_action_id", cv.ConversionActionID, true); err != nil {
+				return err
+			}
+			switch cv.API {
+			case "":
+				cv.API = GoogleDataManager
+			case GoogleDataManager:
+			case GoogleAdsClick:
+				if c.GoogleDevToken == "" {
+					return errf("google.developer_token", "required for %q conversions", GoogleAdsClick)
+				}
+			default:
+				return errf(f+".api", "want %q or %q", GoogleDataManager, GoogleAdsClick)
+			}
+			if err := cv.Value.check(f + ".value"); err != nil {
+				return err
+			}
+		}
+		if len(g.Audiences) > 0 && !g.CustomerMatchTermsAccepted {
+			return errf("google.customer_match_terms_accepted", "must be true to upload audience members (Customer Match terms of service)")
+		}
+		for i := range g.Audiences {
+			au := &g.Audiences[i]
+			f := fmt.Sprintf("google.audiences[%d]", i)
+			if err := digitsID(f+".user_list_id", au.UserListID, true); err != nil {
+				return err
+			}
+			if err := au.Segment.normalize(f + ".segment"); err != nil {
+				return err
+			}
+		}
+	}
+	if l := s.LinkedIn; l != nil {
+		if len(l.Conversions)+len(l.Audiences) == 0 {
+			return errf("linkedin", "give conversions and/or audiences")
+		}
+		if err := endpoint("linkedin.endpoint", &l.Endpoint, DefaultLinkedInEndpoint, allow); err != nil {
+			return err
+		}
+		if c.LinkedInAccessToken == "" {
+			return errf("linkedin.access_token", "required")
+		}
+		for i := range l.Conversions {
+			cv := &l.Conversions[i]
+			f := fmt.Sprintf("linkedin.conversions[%d]", i)
+			if err := checkEvent(f+".event", cv.Event); err != nil {
+				return err
+			}
+			if err := digitsID(f+".conversion_rule_id", strings.TrimPrefix(cv.ConversionRuleID, "urn:lla:llaPartnerConversion:"), false); err != nil {
+				return err
+			}
+			if err := cv.Value.check(f + ".value"); err != nil {
+				return err
+			}
+		}
+		for i := range l.Audiences {
+			au := &l.Audiences[i]
+			f := fmt.Sprintf("linkedin.audiences[%d]", i)
+			if err := digitsID(f+".segment_id", au.SegmentID, false); err != nil {
+				return err
+			}
+			if err := au.Segment.normalize(f + ".segment"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Check re-validates a stored spec against the current allow-list (which
+// may have shrunk since the instruction was accepted).
+func (s Spec) Check(allow AllowList) error {
+	for _, e := range s.endpoints() {
+		if err := allow.Check(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s Spec) endpoints() []string {
+	var out []string
+	if s.Meta != nil {
+		out = append(out, s.Meta.Endpoint)
+	}
+	if s.Google != nil {
+		out = append(out, s.Google.DataManagerEndpoint, s.Google.AdsEndpoint)
+	}
+	if s.LinkedIn != nil {
+		out = append(out, s.LinkedIn.Endpoint)
+	}
+	return out
+}
+
+// APIs a Target or Audience is sent through; also the ledger's api column.
+const (
+	APIMetaCAPI        = "meta_capi"
+	APIMetaAudience    = "meta_custom_audience"
+	APIGoogleEvents    = "google_dm_events"
+	APIGoogleAds       = "google_ads_click"
+	APIGoogleAudience  = "google_dm_audience"
+	APILinkedInCAPI    = "linkedin_capi"
+	APILinkedInSegment = "linkedin_dmp_segment"
+)
+
+// Target is one conversion mapping in a platform-neutral form.
+type Target struct {
+	Platform consent.Platform
+	API      string
+	Event    schemas.Event
+	// Name is Meta's event_name.
+	Name     string
+	Endpoint string
+	// Dest lacks Token; the forwarder adds it from the credentials.
+	Dest  forward.Destination
+	Value forward.Value
+}
+
+// Key identifies the destination, e.g. "meta_capi:123".
+func (t Target) Key() string {
+	return t.API + ":" + destKey(t.Dest)
+}
+
+// Audience is one audience in a platform-neutral form.
+type Audience struct {
+	Platform consent.Platform
+	API      string
+	Endpoint string
+	Dest     forward.Destination // without Token
+	Include  []schemas.Event
+	Exclude  []schemas.Event
+	Days     int
+}
+
+// Key identifies the audience at its platform, e.g.
+// "google_dm_audience:7693729833:7090784486".
+func (a Audience) Key() string {
+	return a.API + ":" + destKey(a.Dest)
+}
+
+// Mentions reports whether event e is an include or exclude event of a.
+func (a Audience) Mentions(e schemas.Event) bool {
+	return slices.Contains(a.Include, e) || slices.Contains(a.Exclude, e)
+}
+
+func destKey(d forward.Destination) string {
+	if d.Account != "" {
+		return strings.ReplaceAll(d.Account, "-", "") + ":" + strings.ReplaceAll(d.ID, "-", "")
+	}
+	return d.ID
+}
+
+func toValue(v *Value) forward.Value {
+	if v == nil {
+		return forward.Value{}
+	}
+	return forward.Value{Amount: v.Amount, Currency: v.Currency}
+}
+
+func events(names []string) []schemas.Event {
+	out := make([]schemas.Event, 0, len(names))
+	for _, n := range names {
+		out = append(out, eventNames[n])
+	}
+	return out
+}
+
+// Conversions returns the conversion mappings of platform p.
+func (s Spec) Conversions(p consent.Platform) []Target {
+	var out []Target
+	switch p {
+	case consent.Meta:
+		if m := s.Meta; m != nil {
+			for _, cv := range m.Conversions {
+				out = append(out, Target{Platform: p, API: APIMetaCAPI, Event: eventNames[cv.Event], Name: cv.EventName,
+					Endpoint: m.Endpoint, Dest: forward.Destination{ID: cv.PixelID, TestCode: m.TestEventCode}, Value: toValue(cv.Value)})
+			}
+		}
+	case consent.Google:
+		if g := s.Google; g != nil {
+			for _, cv := range g.Conversions {
+				t := Target{Platform: p, API: APIGoogleEvents, Event: eventNames[cv.Event], Endpoint: g.DataManagerEndpoint,
+					Dest: forward.Destination{ID: cv.ConversionActionID, Account: g.CustomerID, AccountType: g.AccountType,
+						LoginAccount: g.LoginCustomerID}, Value: toValue(cv.Value)}
+				if cv.API == GoogleAdsClick {
+					t.API, t.Endpoint = APIGoogleAds, g.AdsEndpoint
+					t.Dest.AccountType = ""
+				}
+				out = append(out, t)
+			}
+		}
+	case consent.LinkedIn:
+		if l := s.LinkedIn; l != nil {
+			for _, cv := range l.Conversions {
+				out = append(out, Target{Platform: p, API: APILinkedInCAPI, Event: eventNames[cv.Event], Endpoint: l.Endpoint,
+					Dest: forward.Destination{ID: cv.ConversionRuleID}, Value: toValue(cv.Value)})
+			}
+		}
+	}
+	return out
+}
+
+// Audiences returns the audiences of platform p.
+func (s Spec) Audiences(p consent.Platform) []Audience {
+	var out []Audience
+	add := func(api, endpoint string, d forward.Destination, g Segment) {
+		out = append(out, Audience{Platform: p, API: api, Endpoint: endpoint, Dest: d,
+			Include: events(g.Include), Exclude: events(g.Exclude), Days: g.Days})
+	}
+	switch p {
+	case consent.Meta:
+		if m := s.Meta; m != nil {
+			for _, a := range m.Audiences {
+				add(APIMetaAudience, m.Endpoint, forward.Destination{ID: a.AudienceID}, a.Segment)
+			}
+		}
+	case consent.Google:
+		if g := s.Google; g != nil {
+			for _, a := range g.Audiences {
+				add(APIGoogleAudience, g.DataManagerEndpoint, forward.Destination{ID: a.UserListID, Account: g.CustomerID,
+					AccountType: g.AccountType, LoginAccount: g.LoginCustomerID}, a.Segment)
+			}
+		}
+	case consent.LinkedIn:
+		if l := s.LinkedIn; l != nil {
+			for _, a := range l.Audiences {
+				add(APILinkedInSegment, l.Endpoint, forward.Destination{ID: a.SegmentID}, a.Segment)
+			}
+		}
+	}
+	return out
+}
+
+// Token returns the access token c holds for platform p.
+func (c Credentials) Token(p consent.Platform) forward.Secret {
+	switch p {
+	case consent.Meta:
+		return forward.Secret(c.MetaAccessToken)
+	case consent.Google:
+		return forward.Secret(c.GoogleAccessToken)
+	case consent.LinkedIn:
+		return forward.Secret(c.LinkedInAccessToken)
+	}
+	return ""
+}
+
+// TermsAccepted reports whether s records Google's Customer Match terms as
+// accepted.
+func (s Spec) TermsAccepted() bool { return s.Google != nil && s.Google.CustomerMatchTermsAccepted }

@@ -1,0 +1,199 @@
+package instruction
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jobpixel/jobpixel/consent"
+	"github.com/jobpixel/jobpixel/schemas"
+)
+
+func allowDefault(t *testing.T) AllowList {
+	t.Helper()
+	a, err := ParseAllowList(DefaultAllowedHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+const full = `{
+  "requested_by": "Jane Doe",
+  "note": "DPA annex 2",
+  "meta": {"access_token": "EAAB-secret",
+    "conversions": [{"event": "application", "pixel_id": "123", "event_name": "SubmitApplication"}],
+    "audiences": [{"audience_id": "456", "segment": {"preset": "viewed_not_applied", "days": 14}}]},
+  "google": {"customer_id": "769-372-9833", "access_token": "ya29-secret", "developer_token": "dev-secret",
+    "customer_match_terms_accepted": true,
+    "conversions": [{"event": "application", "conversion_action_id": "111"},
+                    {"event": "application", "conversion_action_id": "222", "api": "ads_click", "value": {"amount": "1", "currency": "EUR"}}],
+    "audiences": [{"user_list_id": "789", "segment": {"preset": "applied"}}]},
+  "linkedin": {"access_token": "li-secret",
+    "conversions": [{"event": "application", "conversion_rule_id": "urn:lla:llaPartnerConversion:23456"}],
+    "audiences": [{"segment_id": "42", "segment": {"include": ["page_view", "apply_click"], "exclude": ["application"]}}]}
+}`
+
+func TestParseFull(t *testing.T) {
+	s, c, err := Parse([]byte(full), Credentials{}, allowDefault(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetaAccessToken != "EAAB-secret" || c.GoogleAccessToken != "ya29-secret" || c.GoogleDevToken != "dev-secret" || c.LinkedInAccessToken != "li-secret" {
+		t.Fatalf("credentials %+v", c)
+	}
+	enc := s.Encode()
+	for _, secret := range []string{"EAAB-secret", "ya29-secret", "dev-secret", "li-secret"} {
+		if strings.Contains(enc, secret) {
+			t.Fatalf("stored spec holds a credential: %s", enc)
+		}
+	}
+	if got := strings.Join(s.CredentialsSet, ","); got != "meta.access_token,google.access_token,google.developer_token,linkedin.access_token" {
+		t.Errorf("credentials_set %q", got)
+	}
+	back, err := Decode(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Platforms()) != 3 {
+		t.Fatalf("platforms %v", back.Platforms())
+	}
+	g := back.Conversions(consent.Google)
+	if len(g) != 2 || g[0].API != APIGoogleEvents || g[1].API != APIGoogleAds || g[1].Endpoint != DefaultAdsEndpoint ||
+		g[1].Value.Amount != "1" || g[0].Dest.Account != "769-372-9833" {
+		t.Fatalf("google conversions %+v", g)
+	}
+	if g[0].Key() == g[1].Key() {
+		t.Errorf("keys collide: %s", g[0].Key())
+	}
+	m := back.Audiences(consent.Meta)
+	if len(m) != 1 || m[0].Days != 14 || len(m[0].Include) != 1 || m[0].Include[0] != schemas.EventPageView ||
+		m[0].Exclude[0] != schemas.EventApplication || !m[0].Mentions(schemas.EventApplication) || m[0].Mentions(schemas.EventVacancyEmail) {
+		t.Fatalf("meta audiences %+v", m)
+	}
+	if a := back.Audiences(consent.Google); len(a) != 1 || a[0].Days != DefaultSegmentDays || a[0].Include[0] != schemas.EventApplication {
+		t.Fatalf("google audiences %+v", a)
+	}
+	if l := back.Audiences(consent.LinkedIn); len(l) != 1 || len(l[0].Include) != 2 {
+		t.Fatalf("linkedin audiences %+v", l)
+	}
+	if err := back.Check(allowDefault(t)); err != nil {
+		t.Fatal(err)
+	}
+	narrow, _ := ParseAllowList("graph.facebook.com")
+	if err := back.Check(narrow); err == nil {
+		t.Fatal("a shrunk allow-list still accepts the google endpoints")
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	allow := allowDefault(t)
+	cases := []struct{ body, field, msg string }{
+		{`{}`, "", "at least one platform"},
+		{`{"meta": {"access_token": "x", "conversions": []}}`, "meta", "conversions and/or audiences"},
+		{`{"meta": {"conversions": [{"event": "application", "pixel_id": "1", "event_name": "Lead"}]}}`, "meta.access_token", "required"},
+		{`{"meta": {"access_token": "x", "endpoint": "https://evil.example.com", "conversions": [{"event": "application", "pixel_id": "1", "event_name": "Lead"}]}}`,
+			"meta.endpoint", "allow-list"},
+		{`{"meta": {"access_token": "x", "endpoint": "http://graph.facebook.com", "conversions": [{"event": "application", "pixel_id": "1", "event_name": "Lead"}]}}`,
+			"meta.endpoint", "https"},
+		{`{"meta": {"access_token": "x", "conversions": [{"event": "purchase", "pixel_id": "1", "event_name": "Lead"}]}}`, "meta.conversions[0].event", "unknown event"},
+		{`{"meta": {"access_token": "x", "conversions": [{"event": "application", "pixel_id": "abc", "event_name": "Lead"}]}}`, "meta.conversions[0].pixel_id", "numeric"},
+		{`{"meta": {"access_token": "x", "audiences": [{"audience_id": "1", "segment": {"include": ["page_view"], "exclude": ["page_view"]}}]}}`, "meta.audiences[0].segment.exclude[0]", "also included"},
+		{`{"meta": {"access_token": "x", "audiences": [{"audience_id": "1", "segment": {"preset": "applied", "days": 400}}]}}`, "meta.audiences[0].segment.days", "1 to 180"},
+		{`{"google": {"customer_id": "1", "access_token": "x", "audiences": [{"user_list_id": "2", "segment": {"preset": "applied"}}]}}`, "google.customer_match_terms_accepted", "must be true"},
+		{`{"google": {"customer_id": "1", "access_token": "x", "conversions": [{"event": "application", "conversion_action_id": "2", "api": "ads_click"}]}}`, "google.developer_token", "required"},
+		{`{"linkedin": {"access_token": "x", "conversions": [{"event": "application", "conversion_rule_id": "urn:x:1"}]}}`, "linkedin.conversions[0].conversion_rule_id", "numeric"},
+		{`{"meta": {"access_token": "x", "bogus": 1}}`, "", "unknown field"},
+	}
+	for _, c := range cases {
+		_, _, err := Parse([]byte(c.body), Credentials{}, allow)
+		var ie *Error
+		if !errors.As(err, &ie) || ie.Field != c.field || !strings.Contains(ie.Msg, c.msg) {
+			t.Errorf("%s: got %v, want field %q with %q", c.body, err, c.field, c.msg)
+		}
+	}
+}
+
+func TestParseInheritsCredentials(t *testing.T) {
+	body := `{"meta": {"conversions": [{"event": "application", "pixel_id": "1", "event_name": "Lead"}]}}`
+	_, c, err := Parse([]byte(body), Credentials{MetaAccessToken: "old", LinkedInAccessToken: "unused"}, allowDefault(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetaAccessToken != "old" || c.LinkedInAccessToken != "" {
+		t.Fatalf("credentials %+v: want meta inherited, linkedin dropped", c)
+	}
+}
+
+func TestAllowList(t *testing.T) {
+	a, err := ParseAllowList("graph.facebook.com, 127.0.0.1:8080,localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := []string{"https://graph.facebook.com", "https://graph.facebook.com:443/", "http://127.0.0.1:8080", "http://localhost:1234"}
+	bad := []string{"http://graph.facebook.com", "https://graph.facebook.com.evil.com", "http://127.0.0.1:8081",
+		"https://user:pw@graph.facebook.com", "https://graph.facebook.com/?x=1", "graph.facebook.com", "https://api.linkedin.com"}
+	for _, u := range ok {
+		if err := a.Check(u); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, u := range bad {
+		if err := a.Check(u); err == nil {
+			t.Errorf("%s allowed", u)
+		}
+	}
+	if err := (AllowList{}).Check("https://graph.facebook.com"); err == nil {
+		t.Error("empty allow-list allowed a host")
+	}
+	if _, err := ParseAllowList("https://x/"); err == nil {
+		t.Error("URL accepted as host")
+	}
+}
+
+func TestKey(t *testing.T) {
+	var raw [32]byte
+	rand.Read(raw[:])
+	k, err := ParseKey(base64.StdEncoding.EncodeToString(raw[:]))
+	if err != nil || k == nil {
+		t.Fatal(err)
+	}
+	c := Credentials{MetaAccessToken: "EAAB-secret", GoogleDevToken: "dev"}
+	aad := AAD("cl_1", "cmp_1", 3)
+	sealed, err := k.Seal(c, aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sealed, "EAAB") {
+		t.Fatal("sealed text holds the token")
+	}
+	got, err := k.Open(sealed, k.ID(), aad)
+	if err != nil || got != c {
+		t.Fatalf("open: %+v %v", got, err)
+	}
+	if _, err := k.Open(sealed, k.ID(), AAD("cl_1", "cmp_1", 4)); err == nil {
+		t.Fatal("sealed credentials opened for another version")
+	}
+	rand.Read(raw[:])
+	other, _ := ParseKey(base64.RawURLEncoding.EncodeToString(raw[:]))
+	if _, err := other.Open(sealed, k.ID(), aad); err == nil || !strings.Contains(err.Error(), "another secrets key") {
+		t.Fatalf("other key: %v", err)
+	}
+	var none *Key
+	if _, err := none.Seal(c, aad); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("nil key seal: %v", err)
+	}
+	if s, err := none.Seal(Credentials{}, aad); err != nil || s != "" {
+		t.Fatalf("nil key, no credentials: %q %v", s, err)
+	}
+	for _, bad := range []string{"not base64!", base64.StdEncoding.EncodeToString(raw[:16])} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("key %q accepted", bad)
+		}
+	}
+	if k, err := ParseKey(""); k != nil || err != nil {
+		t.Fatalf("empty key: %v %v", k, err)
+	}
+}

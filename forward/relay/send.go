@@ -1,0 +1,126 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jobpixel/jobpixel/forward"
+	"github.com/jobpixel/jobpixel/forward/google"
+	"github.com/jobpixel/jobpixel/forward/instruction"
+	"github.com/jobpixel/jobpixel/forward/linkedin"
+	"github.com/jobpixel/jobpixel/forward/meta"
+	"github.com/jobpixel/jobpixel/internal/store"
+)
+
+// conversionSender returns the client for target t with the instruction's
+// endpoint and credentials, and the destination with its token.
+func (r *Relay) conversionSender(t instruction.Target, e *entry) (forward.ConversionSender, forward.Destination, error) {
+	dest := t.Dest
+	dest.Token = e.creds.Token(t.Platform)
+	switch t.API {
+	case instruction.APIMetaCAPI:
+		return &meta.Client{BaseURL: t.Endpoint, Version: r.cfg.MetaVersion, HTTPClient: r.cfg.HTTPClient,
+			Retry: r.cfg.Retry, Now: r.cfg.Now}, dest, nil
+	case instruction.APIGoogleEvents:
+		return &google.DataManager{BaseURL: t.Endpoint, HTTPClient: r.cfg.HTTPClient, Retry: r.cfg.Retry,
+			Now: r.cfg.Now, TermsAccepted: e.spec.TermsAccepted()}, dest, nil
+	case instruction.APIGoogleAds:
+		return &google.Ads{BaseURL: t.Endpoint, Version: r.cfg.AdsVersion, HTTPClient: r.cfg.HTTPClient,
+			Retry: r.cfg.Retry, Now: r.cfg.Now, DeveloperToken: forward.Secret(e.creds.GoogleDevToken)}, dest, nil
+	case instruction.APILinkedInCAPI:
+		return &linkedin.Client{BaseURL: t.Endpoint, Version: r.cfg.LinkedInVersion, HTTPClient: r.cfg.HTTPClient,
+			Retry: r.cfg.Retry, Now: r.cfg.Now}, dest, nil
+	}
+	return nil, dest, fmt.Errorf("no conversion client for %q", t.API)
+}
+
+// audienceSender returns the client for audience a of instruction spec.
+func (r *Relay) audienceSender(a instruction.Audience, spec instruction.Spec, creds instruction.Credentials) (forward.AudienceSender, forward.Destination, error) {
+	dest := a.Dest
+	dest.Token = creds.Token(a.Platform)
+	switch a.API {
+	case instruction.APIMetaAudience:
+		return &meta.Client{BaseURL: a.Endpoint, Version: r.cfg.MetaVersion, HTTPClient: r.cfg.HTTPClient,
+			Retry: r.cfg.Retry, Now: r.cfg.Now}, dest, nil
+	case instruction.APIGoogleAudience:
+		return &google.DataManager{BaseURL: a.Endpoint, HTTPClient: r.cfg.HTTPClient, Retry: r.cfg.Retry,
+			Now: r.cfg.Now, TermsAccepted: spec.TermsAccepted()}, dest, nil
+	case instruction.APILinkedInSegment:
+		return &linkedin.Client{BaseURL: a.Endpoint, Version: r.cfg.LinkedInVersion, HTTPClient: r.cfg.HTTPClient,
+			Retry: r.cfg.Retry, Now: r.cfg.Now}, dest, nil
+	}
+	return nil, dest, fmt.Errorf("no audience client for %q", a.API)
+}
+
+// errDetail extracts status, code and reason from a classified error.
+func errDetail(err error) (status int, code, reason string) {
+	var fe *forward.Error
+	if errors.As(err, &fe) {
+		status, code = fe.Status, fe.Code
+	}
+	return status, code, clip(err.Error())
+}
+
+// sendConversions sends one group (same campaign, version and destination)
+// and sorts every item into sent, dead-lettered or to be retried.
+func (r *Relay) sendConversions(ctx context.Context, e *entry, g []*pending, now time.Time) (
+	ledger []store.LedgerRow, sent []store.Sent, dead []store.DeadLetter, retry []*pending) {
+	t := g[0].target
+	done := func(p *pending) {
+		sent = append(sent, store.Sent{At: now, Platform: r.cfg.Platform.String(), Partition: p.partition, Offset: p.offset,
+			EventID: p.eventID, ClientID: p.clientID, CampaignID: p.campaignID, Destination: p.target.Key()})
+	}
+	fail := func(p *pending, err error) {
+		kind := forward.Classify(err)
+		status, code, reason := errDetail(err)
+		if kind == forward.Retryable || kind == forward.Throttled {
+			p.lastErr = err
+			if now.Sub(p.first) < r.cfg.MaxHold {
+				r.m.items.WithLabelValues(store.PurposeConversions, "retry").Inc()
+				retry = append(retry, p)
+				return
+			}
+			reason = fmt.Sprintf("gave up after retrying for %v: %s", r.cfg.MaxHold, reason)
+		}
+		r.m.items.WithLabelValues(store.PurposeConversions, "dead_letter").Inc()
+		dead = append(dead, r.deadLetter(p, kind, status, code, reason, now))
+		done(p)
+	}
+	sender, dest, err := r.conversionSender(t, e)
+	if err == nil {
+		err = r.cfg.Allow.Check(t.Endpoint)
+	}
+	if err != nil {
+		for _, p := range g {
+			fail(p, forward.Rejectf("%v", err))
+		}
+		return
+	}
+	convs := make([]forward.Conversion, len(g))
+	hashed := make([]uint32, len(g))
+	bases := make([]string, len(g))
+	for i, p := range g {
+		convs[i] = p.conv
+		hashed[i] = hashedIDs(p.conv.User)
+		bases[i] = p.basis
+	}
+	res, _ := sender.SendConversions(ctx, dest, convs)
+	base := store.LedgerRow{At: now, ClientID: g[0].clientID, CampaignID: g[0].campaignID, Platform: r.cfg.Platform.String(),
+		Purpose: store.PurposeConversions, API: t.API, Destination: t.Key(), InstructionVersion: g[0].version}
+	ledger, _ = ledgerRows(res, base, hashed, bases, "allows_ads("+r.cfg.Platform.String()+")")
+	failed := map[int]error{}
+	for _, f := range res.Failures() {
+		failed[f.Index] = f.Err
+	}
+	for i, p := range g {
+		if err, ok := failed[i]; ok {
+			fail(p, err)
+			continue
+		}
+		r.m.items.WithLabelValues(store.PurposeConversions, "sent").Inc()
+		done(p)
+	}
+	return ledger, sent, dead, retry
+}

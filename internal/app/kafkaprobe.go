@@ -1,0 +1,35 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// kafkaProbe returns a check that one of brokers answers metadata for
+// topic: ingest uses it to leave the "Kafka down" state when no hit is
+// waiting to prove Kafka is back.
+func kafkaProbe(brokers []string, topic string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var errs []error
+		for _, b := range brokers {
+			conn, err := kafka.DialContext(ctx, "tcp", b)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if dl, ok := ctx.Deadline(); ok {
+				_ = conn.SetDeadline(dl)
+			}
+			_, err = conn.ReadPartitions(topic)
+			conn.Close()
+			if err == nil {
+				return nil
+			}
+			errs = append(errs, err)
+		}
+		return fmt.Errorf("kafka probe: %w", errors.Join(errs...))
+	}
+}
