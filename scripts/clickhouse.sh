@@ -59,12 +59,19 @@ XML
 case $cmd in
 start)
 	if running && ping; then exit 0; fi
+	if ping; then
+		echo "clickhouse.sh: port $http already answers, but not for a server with its data in $dir: stop that server or choose other ports" >&2
+		exit 1
+	fi
 	install
 	config
 	rm -f "$pidfile"
 	/usr/sbin/clickhouse-server --config-file="$dir/config.xml" --pid-file="$pidfile" --daemon
 	for _ in $(seq 1 300); do
-		ping && { echo "clickhouse.sh: ClickHouse on 127.0.0.1:$tcp (http $http), data in $dir" >&2; exit 0; }
+		if ping; then
+			echo "clickhouse.sh: ClickHouse on 127.0.0.1:$tcp (http $http), data in $dir" >&2
+			exit 0
+		fi
 		sleep 0.1
 	done
 	echo "clickhouse.sh: server did not answer on :$http; see $dir/log/error.log" >&2

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -25,7 +26,7 @@ func Serve(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	if a.Demo != nil {
-		printDemo(a, cfg)
+		printDemo(os.Stdout, a, cfg)
 	}
 	var runErr error
 	select {
@@ -43,7 +44,7 @@ func Serve(ctx context.Context, args []string, log *slog.Logger) error {
 	return runErr
 }
 
-func printDemo(a *App, cfg Config) {
+func printDemo(w io.Writer, a *App, cfg Config) {
 	in, api := "", ""
 	if a.ingestLn != nil {
 		in = "http://" + a.IngestAddr()
@@ -51,11 +52,11 @@ func printDemo(a *App, cfg Config) {
 	if a.apiLn != nil {
 		api = "http://" + a.APIAddr()
 	}
-	fmt.Printf(`
+	fmt.Fprintf(w, `
 jobpixel is running (demo campaign %[1]s, credentials in %[4]s).
 
-Send a hit:
-  curl -s -o /dev/null -w '%%{http_code}\n' '%[2]s/p.gif?c=%[1]s&e=page_view&v=job-42&u=https%%3A%%2F%%2Fjobs.example.com%%2Fgo-engineer%%3Futm_source%%3Dnewsletter'
+Send a hit (with a browser's user agent: curl's own counts as a bot):
+  curl -s -o /dev/null -w '%%{http_code}\n' -A 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36' '%[2]s/p.gif?c=%[1]s&e=page_view&v=job-42&u=https%%3A%%2F%%2Fjobs.example.com%%2Fgo-engineer%%3Futm_source%%3Dnewsletter'
 
 Read the report (today's hits appear within seconds):
   curl -s -H 'Authorization: Bearer %[3]s' '%[5]s/api/v1/campaigns/%[1]s/report'
