@@ -191,3 +191,85 @@ func TestClientsCommand(t *testing.T) {
 		t.Fatal("create without a name succeeded")
 	}
 }
+
+// TestErasureCoversForwarding: erasing a campaign revokes its forwarding
+// instruction (so the forwarder removes the audience members it added),
+// deletes the forwarding records at once, and deletes the audience records
+// (hashed e-mails) once no member is left on a platform.
+func TestErasureCoversForwarding(t *testing.T) {
+	st := testenv.Store(t)
+	ctx := context.Background()
+	c, _, _ := st.CreateClient(ctx, "Acme")
+	camp, _ := st.CreateCampaign(ctx, c.ID, "x", store.CampaignOptions{})
+	if _, err := st.AddInstruction(ctx, store.Instruction{ClientID: c.ID, CampaignID: camp.ID, Actor: "client:" + c.ID, Spec: "{}"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	hash := strings.Repeat("ab", 32)
+	member := store.AudienceMember{ClientID: c.ID, CampaignID: camp.ID, Destination: "aud1", Member: hash, Email: hash, InstructionVersion: 1}
+	if err := st.InsertAudienceFacts(ctx, []store.AudienceFact{{At: time.Now(), ClientID: c.ID, CampaignID: camp.ID,
+		Platform: "meta", InstructionVersion: 1, Event: "page_view", Member: hash, Email: hash}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.InsertAudienceChanges(ctx, []store.AudienceChange{{At: time.Now(), Action: "add", Platform: "meta", AudienceMember: member}}); err != nil {
+		t.Fatal(err)
+	}
+	seedEvents(t, st, c.ID, camp.ID, 3)
+	if err := st.EraseCampaign(ctx, "client:"+c.ID, c.ID, camp.ID); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := st.CurrentInstructions(ctx)
+	if err != nil || len(cur) != 1 || !cur[0].Revoked {
+		t.Fatalf("instruction after erasure: %+v %v", cur, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	count := func(table string) uint64 {
+		t.Helper()
+		if err := st.WaitMutations(wctx); err != nil {
+			t.Fatal(err)
+		}
+		var n []struct {
+			N uint64 `ch:"n"`
+		}
+		if err := st.Conn().Select(ctx, &n, "SELECT count() AS n FROM "+table+" WHERE campaign_id = ?", camp.ID); err != nil {
+			t.Fatal(err)
+		}
+		return n[0].N
+	}
+	if count("audience_facts") != 0 || count("events") != 0 {
+		t.Fatal("facts or events kept after erasure")
+	}
+	// The member is still on the platform: its record must stay for removal.
+	if _, err := st.EnforceRetention(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if count("audience_members") == 0 {
+		t.Fatal("audience record deleted before the member was removed from the platform")
+	}
+	// The forwarder removes it; then retention deletes the records.
+	if err := st.InsertAudienceChanges(ctx, []store.AudienceChange{{At: time.Now(), Action: "remove", Platform: "meta", AudienceMember: member}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.EnforceRetention(ctx, time.Now())
+	if err != nil || len(res.PurgedAudiences) != 1 {
+		t.Fatalf("retention: %+v %v", res, err)
+	}
+	if n := count("audience_members"); n != 0 {
+		t.Fatalf("%d audience records kept after removal", n)
+	}
+	// Ending a client revokes its instructions too.
+	c2, _, _ := st.CreateClient(ctx, "Other")
+	camp2, _ := st.CreateCampaign(ctx, c2.ID, "y", store.CampaignOptions{})
+	if _, err := st.AddInstruction(ctx, store.Instruction{ClientID: c2.ID, CampaignID: camp2.ID, Spec: "{}"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.EndClient(ctx, "operator:test", c2.ID); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ = st.CurrentInstructions(ctx)
+	for _, ci := range cur {
+		if ci.CampaignID == camp2.ID && !ci.Revoked {
+			t.Fatal("ended client's instruction still active")
+		}
+	}
+}

@@ -31,7 +31,7 @@ func (s *Store) InsertAudienceFacts(ctx context.Context, rows []AudienceFact) er
 	if len(rows) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO audience_facts (date, at, client_id, campaign_id, platform,
+	b, err := s.prepareBatch(ctx, `INSERT INTO audience_facts (date, at, client_id, campaign_id, platform,
 		instruction_version, event, member, email, email_google, consent, kafka_partition, kafka_offset)`)
 	if err != nil {
 		return fmt.Errorf("store: insert audience facts: %w", err)
@@ -155,7 +155,7 @@ func (s *Store) InsertAudienceChanges(ctx context.Context, rows []AudienceChange
 	if len(rows) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO audience_members (at, seq, client_id, campaign_id, platform,
+	b, err := s.prepareBatch(ctx, `INSERT INTO audience_members (at, seq, client_id, campaign_id, platform,
 		destination, member, email, email_google, action, instruction_version, reason, batch_id)`)
 	if err != nil {
 		return fmt.Errorf("store: insert audience changes: %w", err)

@@ -45,7 +45,7 @@ func (s *Store) InsertEvents(ctx context.Context, rows []Event) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, insertEvents)
+	b, err := s.prepareBatch(ctx, insertEvents)
 	if err != nil {
 		return fmt.Errorf("store: insert events: %w", err)
 	}

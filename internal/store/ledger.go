@@ -67,7 +67,7 @@ func (s *Store) InsertLedger(ctx context.Context, rows []LedgerRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO forward_ledger (date, "+ledgerCols+")")
+	b, err := s.prepareBatch(ctx, "INSERT INTO forward_ledger (date, "+ledgerCols+")")
 	if err != nil {
 		return fmt.Errorf("store: insert ledger: %w", err)
 	}
@@ -150,7 +150,7 @@ func (s *Store) InsertDeadLetters(ctx context.Context, rows []DeadLetter) error 
 	if len(rows) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO forward_dead_letters (date, "+deadCols+")")
+	b, err := s.prepareBatch(ctx, "INSERT INTO forward_dead_letters (date, "+deadCols+")")
 	if err != nil {
 		return fmt.Errorf("store: insert dead letters: %w", err)
 	}
@@ -206,7 +206,7 @@ func (s *Store) InsertSent(ctx context.Context, rows []Sent) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO forward_sent (date, at, platform, kafka_partition, kafka_offset,
+	b, err := s.prepareBatch(ctx, `INSERT INTO forward_sent (date, at, platform, kafka_partition, kafka_offset,
 		event_id, client_id, campaign_id, destination)`)
 	if err != nil {
 		return fmt.Errorf("store: insert sent: %w", err)

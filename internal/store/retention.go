@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -19,8 +20,58 @@ const (
 )
 
 // visitorTables hold processor data: every table keyed by client_id whose
-// rows derive from visitors' hits.
-var visitorTables = []string{"events", "conversions_daily", "bots_daily"}
+// rows derive from visitors' hits. audienceTable (hashed e-mails of
+// audience members) is handled apart: it is what tells the forwarder which
+// members to remove from the platforms, so it goes only once none is left.
+var visitorTables = []string{"events", "conversions_daily", "bots_daily",
+	"audience_facts", "forward_sent", "forward_dead_letters"}
+
+const audienceTable = "audience_members"
+
+// revokeForwarding adds a revoked version to every active forwarding
+// instruction of clientID (only campaignID's when it is not empty), so the
+// forwarder stops and removes the audience members it added. It returns
+// the campaigns revoked.
+func (s *Store) revokeForwarding(ctx context.Context, actor, clientID, campaignID, note string) ([]string, error) {
+	cur, err := s.CurrentInstructions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, c := range cur {
+		if c.ClientID != clientID || c.Revoked || (campaignID != "" && c.CampaignID != campaignID) {
+			continue
+		}
+		spec, _ := json.Marshal(map[string]string{"note": note})
+		_, err := s.AddInstruction(ctx, Instruction{ClientID: clientID, CampaignID: c.CampaignID, Actor: actor,
+			Revoked: true, Spec: string(spec)}, nil)
+		if err != nil {
+			return done, fmt.Errorf("store: revoke forwarding of %s: %w", c.CampaignID, err)
+		}
+		if err := s.Audit(ctx, actor, "instruction_revoked", clientID, c.CampaignID, note); err != nil {
+			return done, err
+		}
+		done = append(done, c.CampaignID)
+	}
+	return done, nil
+}
+
+// liveAudienceMembers counts the members of clientID (campaignID's only,
+// when not empty) still added on a platform.
+func (s *Store) liveAudienceMembers(ctx context.Context, clientID, campaignID string) (uint64, error) {
+	var n []struct {
+		N uint64 `ch:"n"`
+	}
+	err := s.conn.Select(ctx, &n, `SELECT count() AS n FROM (
+			SELECT argMax(action, seq) AS a FROM audience_members
+			WHERE client_id = ? AND (? = '' OR campaign_id = ?)
+			GROUP BY platform, campaign_id, destination, member
+		) WHERE a = 'add'`, clientID, campaignID, campaignID)
+	if err != nil || len(n) != 1 {
+		return 0, fmt.Errorf("store: live audience members: %v", err)
+	}
+	return n[0].N, nil
+}
 
 // Audit records an action on a client's data.
 func (s *Store) Audit(ctx context.Context, actor, action, clientID, campaignID, detail string) error {
@@ -35,13 +86,20 @@ func (s *Store) Audit(ctx context.Context, actor, action, clientID, campaignID, 
 // EraseCampaign deletes every visitor-derived row of a client's campaign
 // (asynchronous ClickHouse mutations; they are durable once this returns)
 // and records the erasure in the audit log.
+//
+// Forwarding of the campaign is revoked first: the forwarder removes the
+// members it added to platform audiences, and EnforceRetention deletes the
+// campaign's audience records once none is left there.
 func (s *Store) EraseCampaign(ctx context.Context, actor, clientID, campaignID string) error {
+	if _, err := s.revokeForwarding(ctx, actor, clientID, campaignID, "erasure requested"); err != nil {
+		return err
+	}
 	for _, t := range visitorTables {
 		if err := s.conn.Exec(ctx, "ALTER TABLE "+t+" DELETE WHERE client_id = ? AND campaign_id = ?", clientID, campaignID); err != nil {
 			return fmt.Errorf("store: erase %s of campaign %s: %w", t, campaignID, err)
 		}
 	}
-	return s.Audit(ctx, actor, "erase_campaign", clientID, campaignID, "tables: "+strings.Join(visitorTables, ","))
+	return s.Audit(ctx, actor, "erase_campaign", clientID, campaignID, "tables: "+strings.Join(visitorTables, ",")+"; audience records once removed from the platforms")
 }
 
 // EndClient records that a client stopped using us. Its visitor data is
@@ -63,6 +121,9 @@ func (s *Store) EndClient(ctx context.Context, actor, clientID string) error {
 	if err != nil {
 		return fmt.Errorf("store: end client: %w", err)
 	}
+	if _, err := s.revokeForwarding(ctx, actor, clientID, "", "client ended"); err != nil {
+		return err
+	}
 	return s.Audit(ctx, actor, "end_client", clientID, "", "visitor data purged after "+ProcessorGrace.String())
 }
 
@@ -70,6 +131,7 @@ func (s *Store) EndClient(ctx context.Context, actor, clientID string) error {
 type RetentionResult struct {
 	PurgedVisitorData []string // clients whose visitor data was deleted
 	PurgedClients     []string // client records deleted
+	PurgedAudiences   []string // client/campaign whose audience records were deleted
 }
 
 // EnforceRetention deletes the visitor data of clients that ended more than
@@ -106,6 +168,43 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) (RetentionR
 		}
 		res.PurgedVisitorData = append(res.PurgedVisitorData, c.ID)
 	}
+	// Audience records go once the forwarder removed every member: for
+	// ended clients past the grace period, and for erased campaigns.
+	var erased []struct {
+		Client   string `ch:"client_id"`
+		Campaign string `ch:"campaign_id"`
+	}
+	if err := s.conn.Select(ctx, &erased, `SELECT DISTINCT client_id, campaign_id FROM audit_log WHERE action = 'erase_campaign'`); err != nil {
+		return res, fmt.Errorf("store: retention: erasures: %w", err)
+	}
+	for _, c := range ended {
+		erased = append(erased, struct {
+			Client   string `ch:"client_id"`
+			Campaign string `ch:"campaign_id"`
+		}{c.ID, ""})
+	}
+	for _, e := range erased {
+		live, err := s.liveAudienceMembers(ctx, e.Client, e.Campaign)
+		if err != nil {
+			return res, err
+		}
+		var n []struct {
+			N uint64 `ch:"n"`
+		}
+		if err := s.conn.Select(ctx, &n, `SELECT count() AS n FROM audience_members WHERE client_id = ? AND (? = '' OR campaign_id = ?)`, e.Client, e.Campaign, e.Campaign); err != nil {
+			return res, fmt.Errorf("store: retention: %w", err)
+		}
+		if live > 0 || n[0].N == 0 {
+			continue // still on a platform (the forwarder removes it), or nothing left
+		}
+		if err := s.conn.Exec(ctx, "ALTER TABLE "+audienceTable+" DELETE WHERE client_id = ? AND (? = '' OR campaign_id = ?)", e.Client, e.Campaign, e.Campaign); err != nil {
+			return res, fmt.Errorf("store: retention: purge audience records: %w", err)
+		}
+		if err := s.Audit(ctx, "retention", "purge_audience_records", e.Client, e.Campaign, fmt.Sprintf("%d rows", n[0].N)); err != nil {
+			return res, err
+		}
+		res.PurgedAudiences = append(res.PurgedAudiences, e.Client+"/"+e.Campaign)
+	}
 	var stale []struct {
 		ID string `ch:"client_id"`
 	}
@@ -115,7 +214,7 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) (RetentionR
 		return res, fmt.Errorf("store: retention: stale clients: %w", err)
 	}
 	for _, c := range stale {
-		for _, t := range append([]string{"clients", "campaigns"}, visitorTables...) {
+		for _, t := range append([]string{"clients", "campaigns", "forward_instructions", audienceTable}, visitorTables...) {
 			if err := s.conn.Exec(ctx, "ALTER TABLE "+t+" DELETE WHERE client_id = ?", c.ID); err != nil {
 				return res, fmt.Errorf("store: retention: purge %s of %s: %w", t, c.ID, err)
 			}

@@ -131,7 +131,7 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 				return applied, fmt.Errorf("store: migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
-		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
+		b, err := s.prepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
 		if err != nil {
 			return applied, fmt.Errorf("store: record migration %d: %w", m.Version, err)
 		}
@@ -149,7 +149,7 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 // insertOne inserts a single row through a batch (plain INSERT … VALUES over
 // the native protocol hangs on 18.16).
 func (s *Store) insertOne(ctx context.Context, query string, vals ...any) error {
-	b, err := s.conn.PrepareBatch(ctx, query)
+	b, err := s.prepareBatch(ctx, query)
 	if err != nil {
 		return err
 	}
