@@ -40,63 +40,70 @@ const insertEvents = `INSERT INTO events (date, received, event_id, client_event
 
 // InsertEvents writes rows in one insert. ClickHouse applies an insert of
 // fewer than max_insert_block_size rows into one partition atomically; the
-// pipeline relies on that (see README, "exactly once").
+// pipeline relies on that (see README, "exactly once"). Columns are appended
+// whole (clickhouse-go's columnar API), which costs far less than boxing
+// every value of every row.
 func (s *Store) InsertEvents(ctx context.Context, rows []Event) error {
 	if len(rows) == 0 {
 		return nil
+	}
+	n := len(rows)
+	var (
+		date, received                            = make([]time.Time, n), make([]time.Time, n)
+		eventID, visitor, ip, country             = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		clientEventID, clientID, campaignID       = make([]string, n), make([]string, n), make([]string, n)
+		vacancy, url, referrer, source            = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		utmSource, utmMedium, utmCampaign, region = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		event                                     = make([]int8, n)
+		browser, os, device, bot                  = make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
+		consent, partition                        = make([]uint32, n), make([]uint32, n)
+		offset                                    = make([]uint64, n)
+	)
+	for i := range rows {
+		r := &rows[i]
+		ev, ok := eventValues[r.Event]
+		if !ok {
+			return fmt.Errorf("store: insert events: row %d: unknown event %q", i, r.Event)
+		}
+		received[i] = r.Received.UTC()
+		date[i] = received[i].Truncate(24 * time.Hour)
+		eventID[i], visitor[i], ip[i] = string(r.ID[:]), string(r.Visitor[:]), string(r.IP[:])
+		if r.Country != ([2]byte{}) {
+			country[i] = string(r.Country[:])
+		}
+		clientEventID[i], clientID[i], campaignID[i] = r.ClientEventID, r.ClientID, r.CampaignID
+		vacancy[i], url[i], referrer[i], source[i] = r.Vacancy, r.URL, r.Referrer, r.Source
+		utmSource[i], utmMedium[i], utmCampaign[i], region[i] = r.UTMSource, r.UTMMedium, r.UTMCampaign, r.Region
+		event[i] = ev
+		browser[i], os[i], device[i] = r.Browser, r.OS, r.Device
+		if r.Bot {
+			bot[i] = 1
+		}
+		consent[i], partition[i], offset[i] = r.Consent, uint32(r.KafkaPartition), uint64(r.KafkaOffset)
 	}
 	b, err := s.prepareBatch(ctx, insertEvents)
 	if err != nil {
 		return fmt.Errorf("store: insert events: %w", err)
 	}
-	for i := range rows {
-		r := &rows[i]
-		bot := uint8(0)
-		if r.Bot {
-			bot = 1
-		}
-		day := r.Received.UTC().Truncate(24 * time.Hour)
-		country := string(r.Country[:])
-		if r.Country == [2]byte{} {
-			country = ""
-		}
-		err := b.Append(day, r.Received.UTC(), string(r.ID[:]), r.ClientEventID, r.ClientID, r.CampaignID,
-			r.Event, r.Vacancy, r.URL, r.Referrer, r.Source, r.UTMSource, r.UTMMedium, r.UTMCampaign,
-			string(r.Visitor[:]), string(r.IP[:]), country, r.Region, r.Browser, r.OS, r.Device, bot,
-			r.Consent, uint32(r.KafkaPartition), uint64(r.KafkaOffset))
-		if err != nil {
+	// In the order of insertEvents' column list.
+	cols := []any{date, received, eventID, clientEventID, clientID, campaignID, event, vacancy, url, referrer,
+		source, utmSource, utmMedium, utmCampaign, visitor, ip, country, region, browser, os, device, bot,
+		consent, partition, offset}
+	for i, c := range cols {
+		if err := b.Column(i).Append(c); err != nil {
 			_ = b.Abort()
-			return fmt.Errorf("store: insert events: row %d: %w", i, err)
+			return fmt.Errorf("store: insert events: column %d: %w", i, err)
 		}
 	}
 	if err := b.Send(); err != nil {
-		return fmt.Errorf("store: insert events (%d rows): %w", len(rows), err)
+		return fmt.Errorf("store: insert events (%d rows): %w", n, err)
 	}
 	return nil
 }
 
-// Offsets returns, per Kafka partition, the highest offset stored in the
-// events table, or -1 for partitions with no rows. It is where a pipeline
-// replica resumes: messages at or below it are already stored.
-func (s *Store) Offsets(ctx context.Context, partitions []int) (map[int]int64, error) {
-	out := make(map[int]int64, len(partitions))
-	for _, p := range partitions {
-		out[p] = -1
-	}
-	var rows []struct {
-		Partition uint32 `ch:"kafka_partition"`
-		Offset    uint64 `ch:"o"`
-	}
-	if err := s.conn.Select(ctx, &rows, `SELECT kafka_partition, max(kafka_offset) AS o FROM events GROUP BY kafka_partition`); err != nil {
-		return nil, fmt.Errorf("store: stored offsets: %w", err)
-	}
-	for _, r := range rows {
-		if _, ok := out[int(r.Partition)]; ok || len(partitions) == 0 {
-			out[int(r.Partition)] = int64(r.Offset)
-		}
-	}
-	return out, nil
-}
+// eventValues are the Enum8 values of the events.event column.
+var eventValues = map[string]int8{"unknown": 0, "page_view": 1, "apply_click": 2, "application": 3, "vacancy_email": 4}
+
 
 // StoredWindow describes what the events table already holds for one Kafka
 // partition around the point a consumer resumes from.
