@@ -1,13 +1,17 @@
 package app
 
 import (
+	"context"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/internal/testenv"
+	"github.com/jobpixel/jobpixel/schemas"
 )
 
 // TestREADMEListsEveryFlag keeps the README's configuration table in step
@@ -66,5 +70,39 @@ func TestRolesAndProxies(t *testing.T) {
 	}
 	if _, err := (&Config{TrustedProxies: "nonsense"}).trustedProxies(); err == nil {
 		t.Fatal("bad proxy accepted")
+	}
+}
+
+// TestMigrateCommand: `jobpixel migrate` applies every migration once and is
+// idempotent.
+func TestMigrateCommand(t *testing.T) {
+	db := "test_migrate_" + strings.ReplaceAll(t.Name(), "/", "_")
+	args := []string{"-clickhouse.addr", testenv.ClickHouseAddr(t), "-clickhouse.database", db}
+	log := slog.New(slog.DiscardHandler)
+	for range 2 {
+		if err := Migrate(context.Background(), args, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := store.Open(context.Background(), store.Config{Addr: testenv.ClickHouseAddr(t), Database: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = st.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+		st.Close()
+	}()
+	ms, _ := schemas.Migrations()
+	var rows []struct {
+		N uint64 `ch:"n"`
+	}
+	if err := st.Conn().Select(context.Background(), &rows, "SELECT count() AS n FROM schema_migrations"); err != nil {
+		t.Fatal(err)
+	}
+	if rows[0].N != uint64(len(ms)) {
+		t.Fatalf("schema_migrations holds %d rows, want %d (one per migration)", rows[0].N, len(ms))
+	}
+	if applied, err := st.Migrate(context.Background()); err != nil || len(applied) != 0 {
+		t.Fatalf("third run applied %v, %v", applied, err)
 	}
 }

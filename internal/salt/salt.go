@@ -33,6 +33,9 @@ type Keeper struct {
 	now  func() time.Time
 	cur  atomic.Pointer[daySalt]
 	next atomic.Pointer[daySalt]
+	// retired is a past day's salt no longer served; tick wipes it one
+	// interval later, when no hash can still be using it.
+	retired *daySalt
 }
 
 // New returns a Keeper; call Load before serving and Run in the background.
@@ -62,7 +65,6 @@ func (k *Keeper) Current(now time.Time) *[32]byte {
 		return &c.salt
 	}
 	if n := k.next.Load(); n != nil && n.day == d {
-		k.cur.Store(n)
 		return &n.salt
 	}
 	return nil
@@ -87,10 +89,21 @@ func (k *Keeper) Run(ctx context.Context, interval time.Duration) {
 func (k *Keeper) tick(ctx context.Context) {
 	now := k.now().UTC()
 	today := dayNumber(now)
+	if k.retired != nil {
+		clear(k.retired.salt[:]) // destroyed: yesterday's hashes cannot be recomputed
+		k.retired = nil
+	}
+	prev := k.cur.Load()
 	if s, err := k.st.Salt(ctx, now); err != nil {
 		k.log.Warn("salt refresh failed", "err", err)
+		if n := k.next.Load(); n != nil && n.day == today {
+			k.cur.Store(n) // the salt fetched ahead
+		}
 	} else {
 		k.cur.Store(&daySalt{day: today, salt: s})
+	}
+	if prev != nil && prev.day < today && k.cur.Load() != prev {
+		k.retired = prev
 	}
 	if now.Add(time.Hour).UTC().Truncate(24 * time.Hour).After(now.Truncate(24 * time.Hour)) {
 		tomorrow := now.Add(time.Hour)
