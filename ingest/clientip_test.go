@@ -16,7 +16,7 @@ func TestClientIP(t *testing.T) {
 		}
 	}
 	f("203.0.113.9", "", "203.0.113.9")
-	f("203.0.113.9", "198.51.100.1", "203.0.113.9")                 // untrusted peer: header ignored
+	f("203.0.113.9", "198.51.100.1", "203.0.113.9")                  // untrusted peer: header ignored
 	f("10.1.2.3", "198.51.100.1", "198.51.100.1")                    // trusted proxy
 	f("10.1.2.3", "198.51.100.1, 10.9.9.9", "198.51.100.1")          // right-most untrusted
 	f("10.1.2.3", "6.6.6.6, 198.51.100.1, 10.9.9.9", "198.51.100.1") // a spoofed left part is not believed

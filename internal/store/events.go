@@ -104,7 +104,6 @@ func (s *Store) InsertEvents(ctx context.Context, rows []Event) error {
 // eventValues are the Enum8 values of the events.event column.
 var eventValues = map[string]int8{"unknown": 0, "page_view": 1, "apply_click": 2, "application": 3, "vacancy_email": 4}
 
-
 // StoredWindow describes what the events table already holds for one Kafka
 // partition around the point a consumer resumes from.
 type StoredWindow struct {
