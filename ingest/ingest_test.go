@@ -217,3 +217,28 @@ func sha256hex(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
 }
+
+func TestDeploymentAnonymisation(t *testing.T) {
+	reg := NewRegistry(fakeCampaigns{{ID: "cmp_1", ClientID: "cl_1"}}, slog.Default())
+	_ = reg.Refresh(context.Background())
+	if _, err := New(Config{IPv4Bits: 25}, Deps{Writer: nopWriter{}, Campaigns: reg, Salts: &fixedSalt{}, Log: slog.Default()}); err == nil {
+		t.Fatal("IPv4 truncation weaker than /24 accepted")
+	}
+	if _, err := New(Config{IPv6Bits: 64}, Deps{Writer: nopWriter{}, Campaigns: reg, Salts: &fixedSalt{}, Log: slog.Default()}); err == nil {
+		t.Fatal("IPv6 truncation weaker than /48 accepted")
+	}
+	s, err := New(Config{IPv4Bits: 16, DenyParams: []string{"ref_code"}}, Deps{Writer: nopWriter{}, Campaigns: reg, Salts: &fixedSalt{}, Log: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ready.Store(true)
+	ctx := pixelCtx("/p.gif?c=cmp_1&e=page_view&u=https%3A%2F%2Fj.example%2Fjob%3Fref_code%3Dabc%26utm_source%3Dx")
+	s.pixel(ctx)
+	h := decodeQueued(t, s)
+	if ip := netip.AddrFrom16(h.IP).Unmap(); ip != netip.MustParseAddr("203.0.0.0") {
+		t.Errorf("ip = %s, want 203.0.0.0 (/16)", ip)
+	}
+	if string(h.URL) != "https://j.example/job?utm_source=x" {
+		t.Errorf("url = %q, want the configured parameter removed", h.URL)
+	}
+}

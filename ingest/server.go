@@ -54,6 +54,9 @@ type Config struct {
 	// IPv4Bits and IPv6Bits are the prefix lengths kept of addresses that
 	// may not travel in full (default 24 and 48; never more).
 	IPv4Bits, IPv6Bits int
+	// DenyParams are query parameter names removed from page URLs and
+	// referrers in addition to anonymize.URL's built-in list.
+	DenyParams []string
 	// Vendors are the TCF vendor ids of the ad platforms besides Google's
 	// (755); 0 means the platform is not a TCF vendor.
 	MetaVendorID, LinkedInVendorID int
@@ -147,6 +150,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, q: newQueue(cfg.QueueSize), stopProducers: make(chan struct{})}
 	s.urlAds.KeepClickIDs = true
+	s.urlStrict.Deny, s.urlAds.Deny = cfg.DenyParams, cfg.DenyParams
 	s.vendors = consent.Vendors{Meta: uint16(cfg.MetaVendorID), LinkedIn: uint16(cfg.LinkedInVendorID)}
 	if _, err := rand.Read(s.ids.prefix[:]); err != nil {
 		return nil, fmt.Errorf("ingest: id prefix: %w", err)

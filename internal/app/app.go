@@ -106,7 +106,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	if doPipeline {
 		p, err := pipeline.New(pipeline.Config{Brokers: brokers, Topic: cfg.KafkaTopic, Group: cfg.KafkaGroup,
-			BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval}, a.st, log.With("role", "pipeline"), a.reg)
+			BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval, IPv4Bits: cfg.IPv4Bits, IPv6Bits: cfg.IPv6Bits}, a.st, log.With("role", "pipeline"), a.reg)
 		if err != nil {
 			return nil, err
 		}
@@ -181,6 +181,7 @@ func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 		TrustedProxies: trusted, QueueSize: a.cfg.QueueSize, MaxBodyBytes: a.cfg.MaxBodyBytes,
 		SpoolDir: spoolDir, SpoolMaxBytes: int64(a.cfg.SpoolMaxBytes),
 		MetaVendorID: a.cfg.MetaVendorID, LinkedInVendorID: a.cfg.LinkedInVendor,
+		IPv4Bits: a.cfg.IPv4Bits, IPv6Bits: a.cfg.IPv6Bits, DenyParams: a.cfg.denyParams(),
 	}, ingest.Deps{Writer: a.writer, Campaigns: reg, Salts: keeper, Geo: geoDB, Log: log, Metrics: a.reg,
 		KafkaProbe: kafkaProbe(brokers, a.cfg.KafkaTopic)})
 	if err != nil {

@@ -27,6 +27,9 @@ type Config struct {
 	SpoolMaxBytes  int
 	MaxBodyBytes   int
 	GeoIPDB        string
+	IPv4Bits       int
+	IPv6Bits       int
+	DenyParams     string
 	MetaVendorID   int
 	LinkedInVendor int
 
@@ -103,6 +106,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	num(&c.MaxBodyBytes, "ingest.max-body", 64<<10, "largest accepted POST /e body in bytes")
 	str(&c.SpoolDir, "ingest.spool-dir", "", "disk spool for hits while Kafka is down or slow, replayed when it is back (default DATA_DIR/spool)")
 	num(&c.SpoolMaxBytes, "ingest.spool-max-bytes", 1<<30, "size cap of the disk spool in bytes; when it is full too, hits are shed (503, X-Jobpixel-Reject: spool_full)")
+	num(&c.IPv4Bits, "anonymize.ipv4-bits", 24, "leading bits kept of IPv4 addresses (1-24; never more)")
+	num(&c.IPv6Bits, "anonymize.ipv6-bits", 48, "leading bits kept of IPv6 addresses (1-48; never more)")
+	str(&c.DenyParams, "anonymize.deny-params", "", "comma-separated query parameters removed from URLs and referrers, besides the built-in list")
 	str(&c.GeoIPDB, "geoip.db", "", "path of a MaxMind-format country/city .mmdb; empty disables GeoIP")
 	num(&c.MetaVendorID, "consent.meta-vendor-id", 0, "TCF vendor id used for Meta; 0 = not a TCF vendor")
 	num(&c.LinkedInVendor, "consent.linkedin-vendor-id", 0, "TCF vendor id used for LinkedIn; 0 = not a TCF vendor")
@@ -188,6 +194,16 @@ func (c *Config) brokers() []string {
 	for _, b := range strings.Split(c.KafkaBrokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (c *Config) denyParams() []string {
+	var out []string
+	for _, p := range strings.Split(c.DenyParams, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
 		}
 	}
 	return out
