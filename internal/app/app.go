@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/jobpixel/jobpixel/ingest"
@@ -212,36 +211,13 @@ func (a *App) startAPI() error {
 	api.SetForwarding(fwd)
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if a.draining.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := a.st.Ping(ctx); err != nil {
-			http.Error(w, "clickhouse: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	a.opsRoutes(mux)
 	var err error
 	a.apiLn, err = net.Listen("tcp", a.cfg.APIAddr)
 	if err != nil {
 		return fmt.Errorf("api: listen: %w", err)
 	}
-	a.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		if err := a.apiSrv.Serve(a.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.errc <- fmt.Errorf("api: %w", err)
-		}
-	}()
-	a.log.Info("api listening", "addr", a.apiLn.Addr().String())
+	a.apiSrv = a.serveHTTP("api", a.apiLn, mux)
 	return nil
 }
 

@@ -17,6 +17,19 @@ import (
 // /readyz checks ClickHouse and answers 503 once shutdown began.
 func (a *App) startOps() error {
 	mux := http.NewServeMux()
+	a.opsRoutes(mux)
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics: listen: %w", err)
+	}
+	a.opsLn = ln
+	a.opsSrv = a.serveHTTP("metrics", ln, mux)
+	return nil
+}
+
+// opsRoutes adds /metrics, /healthz and /readyz (ClickHouse reachable and
+// no shutdown begun) to mux.
+func (a *App) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -32,22 +45,22 @@ func (a *App) startOps() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
-	if err != nil {
-		return fmt.Errorf("metrics: listen: %w", err)
-	}
-	a.opsLn = ln
-	a.opsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+}
+
+// serveHTTP serves h on ln with bounded timeouts and header size until
+// shutdown; a serve error is a fatal error of the role called name.
+func (a *App) serveHTTP(name string, ln net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := a.opsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.errc <- fmt.Errorf("metrics: %w", err)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.errc <- fmt.Errorf("%s: %w", name, err)
 		}
 	}()
-	a.log.Info("metrics listening", "addr", ln.Addr().String())
-	return nil
+	a.log.Info(name+" listening", "addr", ln.Addr().String())
+	return srv
 }
 
 // MetricsAddr returns the address of the -metrics.addr listener, "" if none.
