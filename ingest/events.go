@@ -3,12 +3,17 @@ package ingest
 import (
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 )
 
 var parsers fastjson.ParserPool
+
+// rawPool recycles the raw hits of a batch (they alias the parser's buffer
+// and are cleared before reuse).
+var rawPool = sync.Pool{New: func() any { s := make([]rawHit, 0, 16); return &s }}
 
 // fieldError names the JSON field that made a batch invalid.
 type fieldError struct {
@@ -59,7 +64,9 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 		jsonError(ctx, fasthttp.StatusBadRequest, "", "malformed JSON: "+err.Error())
 		return
 	}
-	raws, err := s.parseBatch(v)
+	bp := rawPool.Get().(*[]rawHit)
+	defer func() { clear(*bp); rawPool.Put(bp) }()
+	raws, err := s.parseBatch(v, bp)
 	if err != nil {
 		fe := err.(*fieldError)
 		jsonError(ctx, fasthttp.StatusBadRequest, fe.field, err.Error())
@@ -164,7 +171,7 @@ func obj(o *fastjson.Value, key, path string) (*fastjson.Value, error) {
 
 // parseBatch turns a /e body into raw hits. It checks shapes and types;
 // validate checks values.
-func (s *Server) parseBatch(v *fastjson.Value) ([]rawHit, error) {
+func (s *Server) parseBatch(v *fastjson.Value, dst *[]rawHit) ([]rawHit, error) {
 	if v.Type() != fastjson.TypeObject {
 		return nil, &fieldError{"", "body must be a JSON object with an events array"}
 	}
@@ -231,27 +238,29 @@ func (s *Server) parseBatch(v *fastjson.Value) ([]rawHit, error) {
 	if len(arr) > s.cfg.MaxBatch {
 		return nil, &fieldError{"events", fmt.Sprintf("more than %d events", s.cfg.MaxBatch)}
 	}
-	out := make([]rawHit, len(arr))
+	out := (*dst)[:0]
 	for i, e := range arr {
-		path := fmt.Sprintf("events[%d].", i)
 		if e.Type() != fastjson.TypeObject {
-			return nil, &fieldError{path[:len(path)-1], "must be an object"}
+			return nil, &fieldError{fmt.Sprintf("events[%d]", i), "must be an object"}
 		}
 		r := shared
-		for _, f := range []struct {
+		for _, f := range [...]struct {
 			key string
 			dst *[]byte
 		}{{"c", &r.campaign}, {"e", &r.event}, {"u", &r.url}, {"r", &r.referrer}, {"v", &r.vacancy},
 			{"eid", &r.eid}, {"em", &r.email}} {
-			b, err := str(e, f.key, path)
+			b, err := str(e, f.key, "")
 			if err != nil {
+				// Name the event only on error: no formatting per event.
+				err.(*fieldError).field = fmt.Sprintf("events[%d].", i) + err.(*fieldError).field
 				return nil, err
 			}
 			if b != nil {
 				*f.dst = b
 			}
 		}
-		out[i] = r
+		out = append(out, r)
 	}
+	*dst = out
 	return out, nil
 }

@@ -242,3 +242,26 @@ func TestDeploymentAnonymisation(t *testing.T) {
 		t.Errorf("url = %q, want the configured parameter removed", h.URL)
 	}
 }
+
+func BenchmarkEvents(b *testing.B) {
+	s := newTestServer(b)
+	body := []byte(`{"c":"cmp_1","gcs":"G111","events":[` + strings.Repeat(`{"e":"page_view","u":"https://jobs.example.com/go?utm_source=x","eid":"abc"},`, 9) +
+		`{"e":"apply_click","eid":"def"}]}`)
+	var ctx fasthttp.RequestCtx
+	var req fasthttp.Request
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/e")
+	req.Header.SetUserAgent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+	req.SetBody(body)
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(203, 0, 113, 77), Port: 5555}, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.events(&ctx)
+		if ctx.Response.StatusCode() != 202 {
+			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+		for range 10 {
+			putRecord(<-s.q.ch)
+		}
+	}
+}
