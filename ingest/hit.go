@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -108,5 +107,3 @@ func validID(b []byte) bool {
 	}
 	return true
 }
-
-func trimSpace(b []byte) []byte { return bytes.TrimSpace(b) }

@@ -17,6 +17,10 @@ func TestSource(t *testing.T) {
 	f("", "https://jobs.example.com/a", "", "(direct)")
 	f("", "https://jobs.example.com/a", "not a url", "(direct)")
 	f("", "https://jobs.example.com/a", "android-app://com.google.android.gm/", "com.google.android.gm")
+	f("", "https://jobs.example.com/a", "https://user:pw@WWW.Bing.com:443/search?q=x", "bing.com")
+	f("", "https://jobs.example.com/a", "http://[2001:db8::1]:8080/x", "2001:db8::1")
+	f("", "https://JOBS.example.com:443/a", "https://jobs.example.com/list#top", "(internal)")
+	f("", "https://jobs.example.com/a", "https:///nohost", "(direct)")
 }
 
 func FuzzSource(f *testing.F) {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -358,15 +357,4 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
-}
-
-func join[T any](xs []T) string {
-	var b strings.Builder
-	for i, x := range xs {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprint(&b, x)
-	}
-	return b.String()
 }

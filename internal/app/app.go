@@ -55,7 +55,7 @@ type App struct {
 
 // Start starts every configured role and returns once they serve.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	doIngest, doPipeline, doAPI, err := cfg.roles()
+	roles, err := cfg.roles()
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		}
 	}()
 	brokers := cfg.brokers()
-	if len(brokers) == 0 && (doIngest || doPipeline || cfg.hasRole("forward")) {
+	if len(brokers) == 0 && (roles.ingest || roles.pipeline || roles.forward) {
 		a.broker, err = devbroker.Start(devbroker.Config{
 			Dir: filepath.Join(cfg.DataDir, "kafka"), Port: cfg.BrokerPort,
 			Topics: []string{cfg.KafkaTopic}, Partitions: int32(cfg.KafkaPartitions),
@@ -98,12 +98,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	a.bgCancel = bgCancel
 
-	if doIngest {
+	if roles.ingest {
 		if err := a.startIngest(ctx, bgCtx, brokers); err != nil {
 			return nil, err
 		}
 	}
-	if doPipeline {
+	if roles.pipeline {
 		p, err := pipeline.New(pipeline.Config{Brokers: brokers, Topic: cfg.KafkaTopic, Group: cfg.KafkaGroup,
 			BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval, IPv4Bits: cfg.IPv4Bits, IPv6Bits: cfg.IPv6Bits}, a.st, log.With("role", "pipeline"), a.reg)
 		if err != nil {
@@ -120,12 +120,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			}
 		}()
 	}
-	if cfg.hasRole("forward") {
+	if roles.forward {
 		if err := a.startForward(brokers); err != nil {
 			return nil, err
 		}
 	}
-	if doAPI {
+	if roles.api {
 		if err := a.startAPI(); err != nil {
 			return nil, err
 		}

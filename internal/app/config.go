@@ -142,36 +142,46 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "create a demo client and campaign and write DATA_DIR/demo.env (env JOBPIXEL_DEMO)")
 }
 
-func (c *Config) roles() (ingest, pipeline, api bool, err error) {
-	forward := false // see hasRole
-	for _, r := range strings.Split(c.Roles, ",") {
-		switch strings.TrimSpace(r) {
-		case "ingest":
-			ingest = true
-		case "pipeline":
-			pipeline = true
-		case "api":
-			api = true
-		case "forward":
-			forward = true
-		case "":
-		default:
-			return false, false, false, fmt.Errorf("unknown role %q (want ingest, pipeline, api, forward)", r)
+// list splits a comma-separated flag value, trimming blanks and dropping
+// empty items.
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
 		}
 	}
-	if !ingest && !pipeline && !api && !forward {
-		return false, false, false, fmt.Errorf("no role given")
+	return out
+}
+
+// roleSet is what -roles asks this process to run.
+type roleSet struct{ ingest, pipeline, api, forward bool }
+
+func (c *Config) roles() (roleSet, error) {
+	var rs roleSet
+	for _, r := range list(c.Roles) {
+		switch r {
+		case "ingest":
+			rs.ingest = true
+		case "pipeline":
+			rs.pipeline = true
+		case "api":
+			rs.api = true
+		case "forward":
+			rs.forward = true
+		default:
+			return rs, fmt.Errorf("unknown role %q (want ingest, pipeline, api, forward)", r)
+		}
 	}
-	return ingest, pipeline, api, nil
+	if rs == (roleSet{}) {
+		return rs, fmt.Errorf("no role given")
+	}
+	return rs, nil
 }
 
 func (c *Config) trustedProxies() ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range strings.Split(c.TrustedProxies, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
+	for _, s := range list(c.TrustedProxies) {
 		if !strings.Contains(s, "/") {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
@@ -189,22 +199,6 @@ func (c *Config) trustedProxies() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func (c *Config) brokers() []string {
-	var out []string
-	for _, b := range strings.Split(c.KafkaBrokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
+func (c *Config) brokers() []string { return list(c.KafkaBrokers) }
 
-func (c *Config) denyParams() []string {
-	var out []string
-	for _, p := range strings.Split(c.DenyParams, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func (c *Config) denyParams() []string { return list(c.DenyParams) }

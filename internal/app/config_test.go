@@ -56,11 +56,11 @@ func TestEnvOverridesDefault(t *testing.T) {
 
 func TestRolesAndProxies(t *testing.T) {
 	c := Config{Roles: "ingest, api"}
-	in, pi, api, err := c.roles()
-	if err != nil || !in || pi || !api {
-		t.Fatalf("roles: %v %v %v %v", in, pi, api, err)
+	rs, err := c.roles()
+	if err != nil || rs != (roleSet{ingest: true, api: true}) {
+		t.Fatalf("roles: %+v %v", rs, err)
 	}
-	if _, _, _, err := (&Config{Roles: "ingest,bogus"}).roles(); err == nil {
+	if _, err := (&Config{Roles: "ingest,bogus"}).roles(); err == nil {
 		t.Fatal("unknown role accepted")
 	}
 	c = Config{TrustedProxies: "10.0.0.0/8, 192.168.1.7,::1"}

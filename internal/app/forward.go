@@ -4,23 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/forward/instruction"
 	"github.com/jobpixel/jobpixel/forward/relay"
 	"github.com/jobpixel/jobpixel/report"
 )
-
-// hasRole reports whether role is among cfg.Roles.
-func (c *Config) hasRole(role string) bool {
-	for _, r := range strings.Split(c.Roles, ",") {
-		if strings.TrimSpace(r) == role {
-			return true
-		}
-	}
-	return false
-}
 
 // forwarding returns the secrets key and destination allow-list shared by
 // the API (which seals credentials and checks destinations) and the

@@ -28,23 +28,14 @@ type AudienceFact struct {
 
 // InsertAudienceFacts writes facts in one insert.
 func (s *Store) InsertAudienceFacts(ctx context.Context, rows []AudienceFact) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	b, err := s.prepareBatch(ctx, `INSERT INTO audience_facts (date, at, client_id, campaign_id, platform,
-		instruction_version, event, member, email, email_google, consent, kafka_partition, kafka_offset)`)
-	if err != nil {
-		return fmt.Errorf("store: insert audience facts: %w", err)
-	}
-	for _, r := range rows {
+	err := s.insertRows(ctx, `INSERT INTO audience_facts (date, at, client_id, campaign_id, platform,
+		instruction_version, event, member, email, email_google, consent, kafka_partition, kafka_offset)`, len(rows), func(i int) []any {
+		r := &rows[i]
 		at := r.At.UTC()
-		if err := b.Append(day(at), at, r.ClientID, r.CampaignID, r.Platform, r.InstructionVersion, r.Event,
-			r.Member, r.Email, r.EmailGoogle, r.Consent, uint32(r.Partition), uint64(r.Offset)); err != nil {
-			_ = b.Abort()
-			return fmt.Errorf("store: insert audience facts: %w", err)
-		}
-	}
-	if err := b.Send(); err != nil {
+		return []any{utcDay(at), at, r.ClientID, r.CampaignID, r.Platform, r.InstructionVersion, r.Event,
+			r.Member, r.Email, r.EmailGoogle, r.Consent, uint32(r.Partition), uint64(r.Offset)}
+	})
+	if err != nil {
 		return fmt.Errorf("store: insert audience facts: %w", err)
 	}
 	return nil
@@ -152,23 +143,14 @@ type AudienceChange struct {
 
 // InsertAudienceChanges writes changes in one insert.
 func (s *Store) InsertAudienceChanges(ctx context.Context, rows []AudienceChange) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	b, err := s.prepareBatch(ctx, `INSERT INTO audience_members (at, seq, client_id, campaign_id, platform,
-		destination, member, email, email_google, action, instruction_version, reason, batch_id)`)
-	if err != nil {
-		return fmt.Errorf("store: insert audience changes: %w", err)
-	}
 	seq := uint64(time.Now().UnixNano())
-	for i, r := range rows {
-		if err := b.Append(r.At.UTC(), seq+uint64(i), r.ClientID, r.CampaignID, r.Platform, r.Destination, r.Member,
-			r.Email, r.EmailGoogle, r.Action, r.InstructionVersion, r.Reason, r.BatchID); err != nil {
-			_ = b.Abort()
-			return fmt.Errorf("store: insert audience changes: %w", err)
-		}
-	}
-	if err := b.Send(); err != nil {
+	err := s.insertRows(ctx, `INSERT INTO audience_members (at, seq, client_id, campaign_id, platform,
+		destination, member, email, email_google, action, instruction_version, reason, batch_id)`, len(rows), func(i int) []any {
+		r := &rows[i]
+		return []any{r.At.UTC(), seq + uint64(i), r.ClientID, r.CampaignID, r.Platform, r.Destination, r.Member,
+			r.Email, r.EmailGoogle, r.Action, r.InstructionVersion, r.Reason, r.BatchID}
+	})
+	if err != nil {
 		return fmt.Errorf("store: insert audience changes: %w", err)
 	}
 	return nil

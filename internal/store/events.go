@@ -66,7 +66,7 @@ func (s *Store) InsertEvents(ctx context.Context, rows []Event) error {
 			return fmt.Errorf("store: insert events: row %d: unknown event %q", i, r.Event)
 		}
 		received[i] = r.Received.UTC()
-		date[i] = received[i].Truncate(24 * time.Hour)
+		date[i] = utcDay(received[i])
 		eventID[i], visitor[i], ip[i] = string(r.ID[:]), string(r.Visitor[:]), string(r.IP[:])
 		if r.Country != ([2]byte{}) {
 			country[i] = string(r.Country[:])

@@ -60,27 +60,19 @@ type ledgerRow struct {
 const ledgerCols = `at, client_id, campaign_id, platform, purpose, api, destination, instruction_version,
 	consent_basis, items, sent, failed, hashed_identifiers, status, attempts, outcome, error, batch_id`
 
-func day(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
+// utcDay is the UTC day (midnight) containing t.
+func utcDay(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
 
 // InsertLedger writes ledger rows in one insert.
 func (s *Store) InsertLedger(ctx context.Context, rows []LedgerRow) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	b, err := s.prepareBatch(ctx, "INSERT INTO forward_ledger (date, "+ledgerCols+")")
-	if err != nil {
-		return fmt.Errorf("store: insert ledger: %w", err)
-	}
-	for _, r := range rows {
+	err := s.insertRows(ctx, "INSERT INTO forward_ledger (date, "+ledgerCols+")", len(rows), func(i int) []any {
+		r := &rows[i]
 		at := r.At.UTC()
-		if err := b.Append(day(at), at, r.ClientID, r.CampaignID, r.Platform, r.Purpose, r.API, r.Destination,
+		return []any{utcDay(at), at, r.ClientID, r.CampaignID, r.Platform, r.Purpose, r.API, r.Destination,
 			r.InstructionVersion, r.ConsentBasis, r.Items, r.Sent, r.Failed, r.HashedIdentifiers, r.Status,
-			r.Attempts, r.Outcome, r.Error, r.BatchID); err != nil {
-			_ = b.Abort()
-			return fmt.Errorf("store: insert ledger: %w", err)
-		}
-	}
-	if err := b.Send(); err != nil {
+			r.Attempts, r.Outcome, r.Error, r.BatchID}
+	})
+	if err != nil {
 		return fmt.Errorf("store: insert ledger: %w", err)
 	}
 	return nil
@@ -147,22 +139,13 @@ const deadCols = `at, client_id, campaign_id, platform, purpose, api, destinatio
 
 // InsertDeadLetters writes dead letters in one insert.
 func (s *Store) InsertDeadLetters(ctx context.Context, rows []DeadLetter) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	b, err := s.prepareBatch(ctx, "INSERT INTO forward_dead_letters (date, "+deadCols+")")
-	if err != nil {
-		return fmt.Errorf("store: insert dead letters: %w", err)
-	}
-	for _, r := range rows {
+	err := s.insertRows(ctx, "INSERT INTO forward_dead_letters (date, "+deadCols+")", len(rows), func(i int) []any {
+		r := &rows[i]
 		at := r.At.UTC()
-		if err := b.Append(day(at), at, r.ClientID, r.CampaignID, r.Platform, r.Purpose, r.API, r.Destination,
-			r.InstructionVersion, r.Item, r.Kind, r.Status, r.Code, r.Reason, uint32(r.KafkaPartition), uint64(r.KafkaOffset)); err != nil {
-			_ = b.Abort()
-			return fmt.Errorf("store: insert dead letters: %w", err)
-		}
-	}
-	if err := b.Send(); err != nil {
+		return []any{utcDay(at), at, r.ClientID, r.CampaignID, r.Platform, r.Purpose, r.API, r.Destination,
+			r.InstructionVersion, r.Item, r.Kind, r.Status, r.Code, r.Reason, uint32(r.KafkaPartition), uint64(r.KafkaOffset)}
+	})
+	if err != nil {
 		return fmt.Errorf("store: insert dead letters: %w", err)
 	}
 	return nil
@@ -203,23 +186,14 @@ type Sent struct {
 
 // InsertSent writes rows in one insert.
 func (s *Store) InsertSent(ctx context.Context, rows []Sent) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	b, err := s.prepareBatch(ctx, `INSERT INTO forward_sent (date, at, platform, kafka_partition, kafka_offset,
-		event_id, client_id, campaign_id, destination)`)
-	if err != nil {
-		return fmt.Errorf("store: insert sent: %w", err)
-	}
-	for _, r := range rows {
+	err := s.insertRows(ctx, `INSERT INTO forward_sent (date, at, platform, kafka_partition, kafka_offset,
+		event_id, client_id, campaign_id, destination)`, len(rows), func(i int) []any {
+		r := &rows[i]
 		at := r.At.UTC()
-		if err := b.Append(day(at), at, r.Platform, uint32(r.Partition), uint64(r.Offset), string(r.EventID[:]),
-			r.ClientID, r.CampaignID, r.Destination); err != nil {
-			_ = b.Abort()
-			return fmt.Errorf("store: insert sent: %w", err)
-		}
-	}
-	if err := b.Send(); err != nil {
+		return []any{utcDay(at), at, r.Platform, uint32(r.Partition), uint64(r.Offset), string(r.EventID[:]),
+			r.ClientID, r.CampaignID, r.Destination}
+	})
+	if err != nil {
 		return fmt.Errorf("store: insert sent: %w", err)
 	}
 	return nil

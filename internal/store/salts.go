@@ -11,7 +11,7 @@ import (
 // if none exists. Concurrent callers converge on the row with the smallest
 // (created, salt).
 func (s *Store) Salt(ctx context.Context, day time.Time) ([32]byte, error) {
-	day = day.UTC().Truncate(24 * time.Hour)
+	day = utcDay(day)
 	var out [32]byte
 	read := func() (bool, error) {
 		var rows []struct {
@@ -47,7 +47,7 @@ func (s *Store) Salt(ctx context.Context, day time.Time) ([32]byte, error) {
 // DropSaltsBefore destroys the salts of every day before day (UTC), by
 // dropping their partitions. It returns the days dropped.
 func (s *Store) DropSaltsBefore(ctx context.Context, day time.Time) ([]string, error) {
-	day = day.UTC().Truncate(24 * time.Hour)
+	day = utcDay(day)
 	var parts []struct {
 		Partition string `ch:"partition"`
 	}

@@ -131,14 +131,8 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 				return applied, fmt.Errorf("store: migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
-		b, err := s.prepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
+		err := s.insertOne(ctx, "INSERT INTO schema_migrations (version, name, applied_at)", uint32(m.Version), m.Name, time.Now().UTC())
 		if err != nil {
-			return applied, fmt.Errorf("store: record migration %d: %w", m.Version, err)
-		}
-		if err := b.Append(uint32(m.Version), m.Name, time.Now().UTC()); err != nil {
-			return applied, fmt.Errorf("store: record migration %d: %w", m.Version, err)
-		}
-		if err := b.Send(); err != nil {
 			return applied, fmt.Errorf("store: record migration %d: %w", m.Version, err)
 		}
 		applied = append(applied, m.Version)
@@ -146,18 +140,29 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 	return applied, nil
 }
 
-// insertOne inserts a single row through a batch (plain INSERT … VALUES over
-// the native protocol hangs on 18.16).
-func (s *Store) insertOne(ctx context.Context, query string, vals ...any) error {
+// insertRows inserts n rows in one batch (plain INSERT … VALUES over the
+// native protocol hangs on 18.16); row(i) returns the values of row i in
+// the order of query's column list. n == 0 inserts nothing.
+func (s *Store) insertRows(ctx context.Context, query string, n int, row func(i int) []any) error {
+	if n == 0 {
+		return nil
+	}
 	b, err := s.prepareBatch(ctx, query)
 	if err != nil {
 		return err
 	}
-	if err := b.Append(vals...); err != nil {
-		_ = b.Abort()
-		return err
+	for i := range n {
+		if err := b.Append(row(i)...); err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("row %d: %w", i, err)
+		}
 	}
 	return b.Send()
+}
+
+// insertOne inserts a single row.
+func (s *Store) insertOne(ctx context.Context, query string, vals ...any) error {
+	return s.insertRows(ctx, query, 1, func(int) []any { return vals })
 }
 
 // ErrNotFound is returned when a client, campaign or token does not exist
