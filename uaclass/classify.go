@@ -35,7 +35,7 @@ import (
 // which are checked on every call) are cached in a fixed table of 4096
 // entries keyed by a randomly seeded 64-bit hash of ua, 51 bits of which
 // are checked on a hit; a user agent seen recently is classified without
-// allocating. A miss allocates once (go-useragent takes a string). The
+// allocating, unless another user agent has since taken its slot. A miss allocates once (go-useragent takes a string). The
 // first call builds go-useragent's parser (about 30 ms).
 func Classify(ua []byte, hints ...[]byte) Class {
 	c := classifyCached(ua)
