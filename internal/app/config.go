@@ -109,7 +109,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	num(&c.IPv4Bits, "anonymize.ipv4-bits", 24, "leading bits kept of IPv4 addresses (1-24; never more)")
 	num(&c.IPv6Bits, "anonymize.ipv6-bits", 48, "leading bits kept of IPv6 addresses (1-48; never more)")
 	str(&c.DenyParams, "anonymize.deny-params", "", "comma-separated query parameters removed from URLs and referrers, besides the built-in list")
-	str(&c.GeoIPDB, "geoip.db", "", "path of a MaxMind-format country/city .mmdb; empty disables GeoIP")
+	str(&c.GeoIPDB, "geoip.db", "", "path of a GeoIP2-layout City or Country .mmdb (see geo/README.md); empty disables GeoIP")
 	num(&c.MetaVendorID, "consent.meta-vendor-id", 0, "TCF vendor id used for Meta; 0 = not a TCF vendor")
 	num(&c.LinkedInVendor, "consent.linkedin-vendor-id", 0, "TCF vendor id used for LinkedIn; 0 = not a TCF vendor")
 	str(&c.KafkaBrokers, "kafka.brokers", "", "comma-separated Kafka brokers; empty starts an embedded development broker")
