@@ -23,6 +23,7 @@ import (
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/pipeline"
 	"github.com/jobpixel/jobpixel/report"
+	"github.com/jobpixel/jobpixel/report/dashboard"
 )
 
 // App is a running jobpixel process.
@@ -211,6 +212,9 @@ func (a *App) startAPI() error {
 	api.SetForwarding(fwd)
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.Handler())
+	dash := dashboard.Handler() // the client dashboard: a page that reads /api/
+	mux.Handle("/dashboard", dash)
+	mux.Handle("/dashboard/", dash)
 	a.opsRoutes(mux)
 	var err error
 	a.apiLn, err = net.Listen("tcp", a.cfg.APIAddr)

@@ -64,6 +64,9 @@ Read the report (today's hits appear within seconds):
 Open the demo vacancy page (tracker script, consent banner, apply button):
   %[2]s/demo/vacancy?c=%[1]s
 
+Open the client dashboard and paste the demo token (JOBPIXEL_DEMO_TOKEN in %[4]s):
+  %[5]s/dashboard/
+
 Metrics: %[2]s/metrics   Health: %[2]s/readyz   Stop: Ctrl-C
 `, a.Demo.Campaign, in, a.Demo.Token, filepath.Join(cfg.DataDir, "demo.env"), api)
 }
