@@ -277,7 +277,16 @@ func TestEligibility(t *testing.T) {
 		t.Errorf("dead letters without any fault: %+v", dl)
 	}
 
-	// The ledger accounts for every item and every request.
+	// The ledger accounts for every item and every request. Rows are
+	// written after each answer: wait for one per request the fakes saw.
+	requests := len(e.meta.Requests()) + len(e.google.Requests()) + len(e.linkedin.Requests())
+	waitFor(t, 10*time.Second, "a ledger row per request", func() (bool, string) {
+		var rows uint64
+		for _, l := range e.ledger() {
+			rows += l.Rows
+		}
+		return int(rows) >= requests, fmt.Sprintf("%d rows for %d requests", rows, requests)
+	})
 	byKey := map[string]ledgerSum{}
 	var rows uint64
 	for _, l := range e.ledger() {
@@ -306,7 +315,6 @@ func TestEligibility(t *testing.T) {
 	if h := byKey["meta|conversions"].Hashed; int(h) != len(e.meta.Events()) {
 		t.Errorf("meta hashed identifiers %d, want one e-mail hash per event (%d)", h, len(e.meta.Events()))
 	}
-	requests := len(e.meta.Requests()) + len(e.google.Requests()) + len(e.linkedin.Requests())
 	if int(rows) != requests {
 		t.Errorf("ledger has %d rows, the fakes saw %d requests", rows, requests)
 	}
@@ -576,17 +584,19 @@ func TestFaults(t *testing.T) {
 	if len(e.linkedin.Duplicates()) > 0 {
 		t.Errorf("duplicates %v", e.linkedin.Duplicates())
 	}
-	var failed, sent uint64
-	for _, l := range e.ledger() {
-		if l.Campaign == bad.ID {
-			failed += l.Rows
-		} else {
-			sent += l.Sent
+	// The ledger is written after each answer: wait for the last rows.
+	waitFor(t, 10*time.Second, "the ledger", func() (bool, string) {
+		var failed, sent uint64
+		for _, l := range e.ledger() {
+			if l.Campaign == bad.ID {
+				failed += l.Rows
+			} else {
+				sent += l.Sent
+			}
 		}
-	}
-	if failed == 0 || sent != 10 {
-		t.Errorf("ledger: %d failed rows for the bad campaign, %d sent for the good one", failed, sent)
-	}
+		return failed > 0 && sent == 10,
+			fmt.Sprintf("%d failed rows for the bad campaign, %d sent for the good one", failed, sent)
+	})
 }
 
 // TestAllowListEnforcedAtSend: a destination that left the allow-list after
