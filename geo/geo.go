@@ -16,12 +16,15 @@
 // Lookups go through a fixed-size cache keyed by the address's /24 (IPv4)
 // or /48 (IPv6) network, filled when the database answers for that whole
 // network, so that steady-state lookups do not allocate. An address in a
-// smaller network is decoded by geoip2 on every lookup, which allocates.
+// smaller network is cached by itself, under a randomly seeded 64-bit hash
+// of the address (held in memory only, never the address): its first
+// lookup allocates (geoip2 decodes the record), a repeated one does not.
 package geo
 
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"strings"
 
@@ -61,6 +64,7 @@ type DB struct {
 	city     bool // look up with City (else Country)
 	v4Only   bool
 	networks cache // by networkKey
+	addrs    cache // by addrKey: addresses in networks smaller than the key
 }
 
 // Open opens the GeoIP2 database file at path, memory-mapping it. It
@@ -146,6 +150,10 @@ func (db *DB) Lookup(a netip.Addr) Location {
 	if v, ok := db.networks.get(key); ok {
 		return unpack(v)
 	}
+	ak := addrKey(a)
+	if v, ok := db.addrs.get(ak); ok {
+		return unpack(v)
+	}
 	var (
 		loc     Location
 		network netip.Prefix
@@ -167,11 +175,22 @@ func (db *DB) Lookup(a netip.Addr) Location {
 		}
 		loc, network = location(c.Country.ISOCode, ""), c.Traits.Network
 	}
-	// Cache by network only when the whole /24 or /48 shares this answer.
+	// Cache by network only when the whole /24 or /48 shares this answer,
+	// else by address.
 	if network.IsValid() && network.Bits() <= keyBits {
 		db.networks.put(key, pack(loc))
+	} else {
+		db.addrs.put(ak, pack(loc))
 	}
 	return loc
+}
+
+var addrSeed = maphash.MakeSeed()
+
+// addrKey returns a's key in the address cache: a seeded hash, never 0.
+func addrKey(a netip.Addr) uint64 {
+	b := a.As16()
+	return maphash.Bytes(addrSeed, b[:]) | 1
 }
 
 // networkKey returns a's cache key, its /24 or /48 network tagged with the
