@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,12 @@ type Store interface {
 	Ledger(ctx context.Context, clientID, campaignID string, from, to time.Time, limit int) ([]store.LedgerRow, error)
 	DeadLetters(ctx context.Context, clientID, campaignID string, from, to time.Time, limit int) ([]store.DeadLetter, error)
 	Audit(ctx context.Context, actor, action, clientID, campaignID, detail string) error
+	// Partner shares and the partner report (partners.go).
+	CreateShare(ctx context.Context, actor, clientID, campaignID, name string, minVisitors uint32) (store.Share, string, error)
+	Shares(ctx context.Context, clientID, campaignID string) ([]store.Share, error)
+	RevokeShare(ctx context.Context, actor, clientID, campaignID, shareID string) (store.Share, error)
+	ShareByToken(ctx context.Context, token string) (store.Share, error)
+	CampaignWeeks(ctx context.Context, clientID, campaignID string, from, to time.Time) ([]store.WeekCounts, error)
 }
 
 // MaxRangeDays bounds a report's date range.
@@ -73,6 +81,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/campaigns/{id}/instructions/revoke", a.revokeInstruction)
 	mux.HandleFunc("DELETE /api/v1/campaigns/{id}/instructions", a.revokeInstruction)
 	mux.HandleFunc("GET /api/v1/campaigns/{id}/ledger", a.ledger)
+	mux.HandleFunc("POST /api/v1/campaigns/{id}/partners", a.createPartner)
+	mux.HandleFunc("GET /api/v1/campaigns/{id}/partners", a.listPartners)
+	mux.HandleFunc("DELETE /api/v1/campaigns/{id}/partners/{share}", a.revokePartner)
+	mux.HandleFunc("GET /api/v1/partner/report", a.partnerReport)
 	return mux
 }
 
@@ -150,27 +162,9 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{http.StatusNotFound, "campaign not found"})
 		return
 	}
-	q := r.URL.Query()
-	to := a.now().UTC().Truncate(24 * time.Hour)
-	if s := q.Get("to"); s != "" {
-		if to, err = parseDay(s); err != nil {
-			a.fail(w, r, &apiError{http.StatusBadRequest, "to: want YYYY-MM-DD"})
-			return
-		}
-	}
-	from := to.AddDate(0, 0, -29)
-	if s := q.Get("from"); s != "" {
-		if from, err = parseDay(s); err != nil {
-			a.fail(w, r, &apiError{http.StatusBadRequest, "from: want YYYY-MM-DD"})
-			return
-		}
-	}
-	if from.After(to) {
-		a.fail(w, r, &apiError{http.StatusBadRequest, "from: after to"})
-		return
-	}
-	if to.Sub(from) > MaxRangeDays*24*time.Hour {
-		a.fail(w, r, &apiError{http.StatusBadRequest, "from: range longer than 400 days"})
+	from, to, err := dateRange(r.URL.Query(), a.now())
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	if _, err := a.st.ClientCampaign(r.Context(), c.ID, id); err != nil {
@@ -186,4 +180,29 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// dateRange reads a report's from and to query parameters: UTC days, to
+// defaulting to today and from to 29 days before to, at most MaxRangeDays
+// apart. Its errors are 400s naming the parameter.
+func dateRange(q url.Values, now time.Time) (from, to time.Time, err error) {
+	to = now.UTC().Truncate(24 * time.Hour)
+	if s := q.Get("to"); s != "" {
+		if to, err = parseDay(s); err != nil {
+			return from, to, &apiError{http.StatusBadRequest, "to: want YYYY-MM-DD"}
+		}
+	}
+	from = to.AddDate(0, 0, -29)
+	if s := q.Get("from"); s != "" {
+		if from, err = parseDay(s); err != nil {
+			return from, to, &apiError{http.StatusBadRequest, "from: want YYYY-MM-DD"}
+		}
+	}
+	if from.After(to) {
+		return from, to, &apiError{http.StatusBadRequest, "from: after to"}
+	}
+	if to.Sub(from) > MaxRangeDays*24*time.Hour {
+		return from, to, &apiError{http.StatusBadRequest, fmt.Sprintf("from: range longer than %d days", MaxRangeDays)}
+	}
+	return from, to, nil
 }

@@ -87,10 +87,16 @@ func (s *Store) Audit(ctx context.Context, actor, action, clientID, campaignID, 
 // (asynchronous ClickHouse mutations; they are durable once this returns)
 // and records the erasure in the audit log.
 //
-// Forwarding of the campaign is revoked first: the forwarder removes the
-// members it added to platform audiences, and EnforceRetention deletes the
-// campaign's audience records once none is left there.
+// The campaign's partner shares are revoked first (their tokens stop
+// working at once; the share records stay, like the client's other
+// instructions, until the client record goes). Forwarding of the campaign
+// is revoked next: the forwarder removes the members it added to platform
+// audiences, and EnforceRetention deletes the campaign's audience records
+// once none is left there.
 func (s *Store) EraseCampaign(ctx context.Context, actor, clientID, campaignID string) error {
+	if _, err := s.revokeShares(ctx, actor, clientID, campaignID, "erasure requested"); err != nil {
+		return err
+	}
 	if _, err := s.revokeForwarding(ctx, actor, clientID, campaignID, "erasure requested"); err != nil {
 		return err
 	}
@@ -99,7 +105,7 @@ func (s *Store) EraseCampaign(ctx context.Context, actor, clientID, campaignID s
 			return fmt.Errorf("store: erase %s of campaign %s: %w", t, campaignID, err)
 		}
 	}
-	return s.Audit(ctx, actor, "erase_campaign", clientID, campaignID, "tables: "+strings.Join(visitorTables, ",")+"; audience records once removed from the platforms")
+	return s.Audit(ctx, actor, "erase_campaign", clientID, campaignID, "tables: "+strings.Join(visitorTables, ",")+"; audience records once removed from the platforms; partner shares revoked")
 }
 
 // EndClient records that a client stopped using us. Its visitor data is
@@ -135,8 +141,9 @@ type RetentionResult struct {
 }
 
 // EnforceRetention deletes the visitor data of clients that ended more than
-// ProcessorGrace before now, and the records (and campaigns) of ended
-// clients unchanged for ControllerRetention. Every purge is audited.
+// ProcessorGrace before now, and the records (campaigns, instructions,
+// partner shares) of ended clients unchanged for ControllerRetention. Every
+// purge is audited.
 func (s *Store) EnforceRetention(ctx context.Context, now time.Time) (RetentionResult, error) {
 	var res RetentionResult
 	var ended []struct {
@@ -214,7 +221,7 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) (RetentionR
 		return res, fmt.Errorf("store: retention: stale clients: %w", err)
 	}
 	for _, c := range stale {
-		for _, t := range append([]string{"clients", "campaigns", "forward_instructions", audienceTable}, visitorTables...) {
+		for _, t := range append([]string{"partner_shares", "clients", "campaigns", "forward_instructions", audienceTable}, visitorTables...) {
 			if err := s.conn.Exec(ctx, "ALTER TABLE "+t+" DELETE WHERE client_id = ?", c.ID); err != nil {
 				return res, fmt.Errorf("store: retention: purge %s of %s: %w", t, c.ID, err)
 			}
