@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -287,8 +288,23 @@ func TestForwardingEndToEnd(t *testing.T) {
 			t.Fatal("no request reached Meta")
 		}
 	}
-	// Let Google's and LinkedIn's records land before the kill.
-	time.Sleep(500 * time.Millisecond)
+	// Let Google's and LinkedIn's records land before the kill (else their
+	// last batches would rightly be sent again after the restart).
+	landed := map[string]uint32{"google|conversions": 80, "linkedin|conversions": 40,
+		"google|audience_add": 40, "linkedin|audience_add": 40}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		sent := ledgerSent(t, api, camp.ID)
+		ok := true
+		for k, w := range landed {
+			ok = ok && sent[k] == w
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Google's and LinkedIn's sends not recorded: %v", sent)
+		}
+	}
 	stopFwd()
 	if n := len(meta.Events()); n != 20 {
 		t.Fatalf("meta has %d events at the kill, want 20 (the rest hung)", n)
@@ -333,8 +349,33 @@ func TestForwardingEndToEnd(t *testing.T) {
 		t.Errorf("forwarded after the revocation: %+v", c)
 	}
 
-	// The client's ledger shows every send and every removal.
-	code, body := api.do("GET", "/api/v1/campaigns/"+camp.ID+"/ledger", "")
+	// The client's ledger shows every send and every removal (the last
+	// removal rows are written right after the platforms' answers).
+	want := map[string]uint32{
+		"meta|conversions": 40, "google|conversions": 80, "linkedin|conversions": 40,
+		"meta|audience_add": 40, "google|audience_add": 40, "linkedin|audience_add": 40,
+		"meta|audience_remove": 40, "google|audience_remove": 40, "linkedin|audience_remove": 40,
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		sent := ledgerSent(t, api, camp.ID)
+		if maps.Equal(sent, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ledger sends %v, want %v", sent, want)
+		}
+	}
+	if code, _ := (apiClient{t, api.base, otherToken}).do("GET", "/api/v1/campaigns/"+camp.ID+"/ledger", ""); code != 404 {
+		t.Errorf("other client's ledger: %d, want 404", code)
+	}
+}
+
+// ledgerSent reads the campaign's ledger through the client API and sums
+// the items sent per platform and purpose. It fails t on a malformed row or
+// a dead letter.
+func ledgerSent(t *testing.T, api apiClient, campaign string) map[string]uint32 {
+	t.Helper()
+	code, body := api.do("GET", "/api/v1/campaigns/"+campaign+"/ledger", "")
 	if code != 200 {
 		t.Fatalf("ledger: %d %s", code, body)
 	}
@@ -352,22 +393,10 @@ func TestForwardingEndToEnd(t *testing.T) {
 			t.Errorf("ledger row %+v", b)
 		}
 	}
-	want := map[string]uint32{
-		"meta|conversions": 40, "google|conversions": 80, "linkedin|conversions": 40,
-		"meta|audience_add": 40, "google|audience_add": 40, "linkedin|audience_add": 40,
-		"meta|audience_remove": 40, "google|audience_remove": 40, "linkedin|audience_remove": 40,
-	}
-	for k, w := range want {
-		if sent[k] != w {
-			t.Errorf("ledger %s: %d sent, want %d", k, sent[k], w)
-		}
-	}
 	if len(led.DeadLetters) > 0 {
 		t.Errorf("dead letters: %+v", led.DeadLetters)
 	}
-	if code, _ := (apiClient{t, api.base, otherToken}).do("GET", "/api/v1/campaigns/"+camp.ID+"/ledger", ""); code != 404 {
-		t.Errorf("other client's ledger: %d, want 404", code)
-	}
+	return sent
 }
 
 // TestInstructionsNeedSecretsKey: without -secrets.key the API refuses an
