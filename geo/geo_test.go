@@ -345,13 +345,14 @@ func TestLookupAllocs(t *testing.T) {
 	}
 	// An address in a network smaller than the cache key is decoded once,
 	// then cached by itself; a new one in the same small network is decoded.
+	// The address cache is direct-mapped under a random seed, so two of
+	// smallAddrs may share a slot and evict each other (about 1 run in
+	// 1,400): each address is timed on its own.
 	db := open(t, cityDB(t))
-	if n := testing.AllocsPerRun(1000, func() {
-		for _, a := range smallAddrs {
-			db.Lookup(a)
+	for _, a := range smallAddrs {
+		if n := testing.AllocsPerRun(1000, func() { db.Lookup(a) }); n != 0 {
+			t.Errorf("repeated Lookup(%v) in a network smaller than /24 or /48 allocates %v times per run", a, n)
 		}
-	}); n != 0 {
-		t.Errorf("repeated Lookup in networks smaller than /24 and /48 allocates %v times per run", n)
 	}
 	var j byte
 	if n := testing.AllocsPerRun(100, func() {

@@ -173,8 +173,10 @@ func TestRetryAfterAndErrors(t *testing.T) {
 
 func TestTimeoutRetried(t *testing.T) {
 	e := setup(t)
-	e.client.Timeout = 100 * time.Millisecond
-	e.fake.Inject(fakelinkedin.Hang(10 * time.Second))
+	// The hang lasts until the attempt times out; the retry must then be
+	// answered within the timeout too, also on a loaded machine.
+	e.client.Timeout = 2 * time.Second
+	e.fake.Inject(fakelinkedin.Hang(time.Minute))
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(1))
 	if err != nil || res.Batches[0].Attempts != 2 || len(e.fake.Events()) != 1 {
 		t.Fatalf("err %v res %+v", err, res)

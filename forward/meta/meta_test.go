@@ -235,8 +235,10 @@ func TestSendConversionsGivesUp(t *testing.T) {
 
 func TestSendConversionsTimeoutRetried(t *testing.T) {
 	e := setup(t)
-	e.client.EventTimeout = 100 * time.Millisecond
-	e.fake.Inject(fakemeta.Hang(10 * time.Second))
+	// The hang lasts until the attempt times out; the retry must then be
+	// answered within the timeout too, also on a loaded machine.
+	e.client.EventTimeout = 2 * time.Second
+	e.fake.Inject(fakemeta.Hang(time.Minute))
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(1))
 	if err != nil {
 		t.Fatal(err)

@@ -280,7 +280,7 @@ func TestEligibility(t *testing.T) {
 	// The ledger accounts for every item and every request. Rows are
 	// written after each answer: wait for one per request the fakes saw.
 	requests := len(e.meta.Requests()) + len(e.google.Requests()) + len(e.linkedin.Requests())
-	waitFor(t, 10*time.Second, "a ledger row per request", func() (bool, string) {
+	waitFor(t, 30*time.Second, "a ledger row per request", func() (bool, string) {
 		var rows uint64
 		for _, l := range e.ledger() {
 			rows += l.Rows
@@ -400,17 +400,19 @@ func TestRevocationRemovesAudience(t *testing.T) {
 	if deletes != 5 {
 		t.Errorf("meta DELETE uploads carried %d rows, want 5", deletes)
 	}
-	var removes int
-	for _, r := range e.google.Requests() {
-		if r.Path == "/v1/audienceMembers:remove" {
-			removes += r.Items
+	// The fake records a request after handling it (and answering), so the
+	// last remove request may show up just after its members are gone.
+	waitFor(t, 10*time.Second, "google remove requests carrying 5 members", func() (bool, string) {
+		var removes int
+		for _, r := range e.google.Requests() {
+			if r.Path == "/v1/audienceMembers:remove" {
+				removes += r.Items
+			}
 		}
-	}
-	if removes != 5 {
-		t.Errorf("google remove requests carried %d members, want 5", removes)
-	}
+		return removes == 5, fmt.Sprintf("%d members", removes)
+	})
 	// The removals are recorded right after the platforms answered.
-	waitFor(t, 10*time.Second, "one removal ledger row per platform, 5 members each", func() (bool, string) {
+	waitFor(t, 30*time.Second, "one removal ledger row per platform, 5 members each", func() (bool, string) {
 		var rows []ledgerSum
 		for _, l := range e.ledger() {
 			if l.Purpose == store.PurposeAudienceRemove {
@@ -524,7 +526,7 @@ func TestKillAndRestart(t *testing.T) {
 		}
 		return sent
 	}
-	waitFor(t, 10*time.Second, "every send recorded", func() (bool, string) {
+	waitFor(t, 30*time.Second, "every send recorded", func() (bool, string) {
 		n := sentInLedger()
 		return n == 100, fmt.Sprint(n)
 	})
@@ -585,7 +587,7 @@ func TestFaults(t *testing.T) {
 		t.Errorf("duplicates %v", e.linkedin.Duplicates())
 	}
 	// The ledger is written after each answer: wait for the last rows.
-	waitFor(t, 10*time.Second, "the ledger", func() (bool, string) {
+	waitFor(t, 30*time.Second, "the ledger", func() (bool, string) {
 		var failed, sent uint64
 		for _, l := range e.ledger() {
 			if l.Campaign == bad.ID {
@@ -677,12 +679,23 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 	waitFor(t, 20*time.Second, "events sent but not recorded", func() (bool, string) {
 		return len(e.meta.Events()) > 0, ""
 	})
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // let the other partitions send their first batch too
+	stop()                  // the crash: nothing recorded, nothing committed
+	// What Meta accepted up to the crash is what is sent again: read it
+	// once Meta has handled every request it received, and no more come (a
+	// partition slow to send its first batch may have sent it just before
+	// the stop).
+	prevHits := -1
+	waitFor(t, 10*time.Second, "Meta to finish the requests it received", func() (bool, string) {
+		hits, handled := e.meta.Hits(), len(e.meta.Requests())
+		settled := hits == handled && hits == prevHits
+		prevHits = hits
+		return settled, fmt.Sprintf("%d requests received, %d handled", hits, handled)
+	})
 	crashed := map[string]bool{}
 	for _, ev := range e.meta.Events() {
 		crashed[ev.ID] = true
 	}
-	stop() // the crash: nothing recorded, nothing committed
 	e.start(e.config(consent.Meta, "fwd-meta"))
 	want := 10 + len(crashed)
 	waitFor(t, 20*time.Second, "every event after the restart", func() (bool, string) {

@@ -24,7 +24,9 @@ func TestStopOrder(t *testing.T) {
 		KafkaBrokers: testenv.Broker(t, "hits", 3), KafkaTopic: "hits", KafkaPartitions: 3,
 		KafkaGroup: "pipe", ClickHouseAddr: testenv.ClickHouseAddr(t), ClickHouseDatabase: db,
 		BatchSize: 1000, FlushInterval: 100 * time.Millisecond, ShutdownTimeout: 20 * time.Second,
-		DrainDelay: 1500 * time.Millisecond,
+		// Long enough for the readiness checks and 100 hits below on a
+		// loaded machine: they must all fall within it.
+		DrainDelay: 4 * time.Second,
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx := context.Background()
@@ -76,12 +78,17 @@ func TestStopOrder(t *testing.T) {
 		defer cancel()
 		stopped <- a.Stop(sctx)
 	}()
-	time.Sleep(200 * time.Millisecond)
-	if c, _ := get(in + "/readyz"); c != 503 {
-		t.Errorf("ingest readyz during the drain delay: %d, want 503", c)
-	}
-	if c, _ := get(api + "/readyz"); c != 503 {
-		t.Errorf("api readyz during the drain delay: %d, want 503", c)
+	// Not ready at once: well before the drain delay ends (Stop runs in
+	// the goroutine above, which a loaded machine may start late).
+	for _, r := range []struct{ name, url string }{{"ingest", in + "/readyz"}, {"api", api + "/readyz"}} {
+		c, _ := get(r.url)
+		for c != 503 && time.Since(began) < cfg.DrainDelay/2 {
+			time.Sleep(10 * time.Millisecond)
+			c, _ = get(r.url)
+		}
+		if c != 503 {
+			t.Errorf("%s readyz during the drain delay: %d, want 503", r.name, c)
+		}
 	}
 	for range 100 {
 		if code, reason := get(pixel); code == 200 && reason == "" {
@@ -102,7 +109,9 @@ func TestStopOrder(t *testing.T) {
 	}
 
 	// The next process picks up whatever the pipeline had not stored.
-	a2, err := Start(ctx, cfg, log)
+	cfg2 := cfg
+	cfg2.DrainDelay = 0 // its own stop is not under test
+	a2, err := Start(ctx, cfg2, log)
 	if err != nil {
 		t.Fatal(err)
 	}

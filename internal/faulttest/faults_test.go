@@ -57,11 +57,13 @@ func TestBrokerDown30s(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	e.broker.kill()
 	down := time.Now()
+	acceptedBefore := l.accepted()
 	waitUntil(t, 20*time.Second, "ingest to notice the outage", func() bool { return e.readyz() == 503 })
 	waitUntil(t, 20*time.Second, "hits in the spool", func() bool { return e.metric("jobpixel_ingest_spool_pending_bytes") > 0 })
 	spooledDuring := 0.0
 	time.Sleep(30*time.Second - time.Since(down))
 	spooledDuring = e.metric("jobpixel_ingest_spooled_total")
+	acceptedDuring := l.accepted() - acceptedBefore
 	if up := e.metric("jobpixel_ingest_kafka_up"); up != 0 {
 		t.Errorf("kafka_up = %v during the outage", up)
 	}
@@ -75,8 +77,11 @@ func TestBrokerDown30s(t *testing.T) {
 	if len(l.rej) > 0 {
 		t.Errorf("hits rejected during the outage: %v", l.rej)
 	}
-	if spooledDuring < 30*100 {
-		t.Errorf("only %v hits spooled in a 30 s outage at 200/s", spooledDuring)
+	// The load aims at 200 hits/s, but a loaded machine may send fewer:
+	// compare with what ingest accepted during the outage (hits accepted
+	// in its last moment may still be queued, not yet spooled).
+	if acceptedDuring < 30*33 || spooledDuring < float64(acceptedDuring)/2 {
+		t.Errorf("%v hits spooled in a 30 s outage during which %d were accepted (load 200/s)", spooledDuring, acceptedDuring)
 	}
 	e.verifyExact(l, 120*time.Second)
 }
@@ -144,6 +149,9 @@ func TestClickHouseDown30s(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	tcp, httpPort := freePort(t), freePort(t)
+	for httpPort == tcp { // both were free a moment ago: the same one, once in a while
+		httpPort = freePort(t)
+	}
 	script := filepath.Join(testenv.Root(t), "scripts", "clickhouse.sh")
 	ch := func(cmd string) {
 		t.Helper()
@@ -331,29 +339,48 @@ func TestProducerDuplicates(t *testing.T) {
 // partition, as a producer retry would.
 func rewrite(t *testing.T, broker string, n int) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	w := &kafka.Writer{Addr: kafka.TCP(broker), Topic: topic, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll,
 		Balancer: kafka.BalancerFunc(func(m kafka.Message, _ ...int) int { return m.Partition })}
 	defer w.Close()
 	total := 0
 	for p := 0; p < 3; p++ {
+		// Read up to the partition's end offset rather than until a read
+		// times out: on a loaded machine the first read alone may take
+		// seconds. (The load's hits share one visitor, so one partition
+		// usually holds them all and the others are empty.)
+		conn, err := kafka.DialLeader(ctx, "tcp", broker, topic, p)
+		if err != nil {
+			t.Fatalf("partition %d: %v", p, err)
+		}
+		first, last, err := conn.ReadOffsets()
+		conn.Close()
+		if err != nil {
+			t.Fatalf("partition %d offsets: %v", p, err)
+		}
+		// Copy a spread of offsets: every other message from a random start.
+		start := first + int64(rand.IntN(50))
+		if start >= last {
+			continue
+		}
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
 		var msgs []kafka.Message
-		// Copy a spread of offsets: every other message from a random start.
-		start := int64(rand.IntN(50))
 		if err := r.SetOffset(start); err != nil {
 			t.Fatal(err)
 		}
 		for len(msgs) < n {
-			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+			rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 			m, err := r.ReadMessage(rctx)
 			rcancel()
 			if err != nil {
-				break
+				t.Fatalf("partition %d: reading from offset %d to %d: %v", p, start, last, err)
 			}
 			if m.Offset%2 == 0 {
 				msgs = append(msgs, kafka.Message{Key: m.Key, Value: m.Value, Partition: p})
+			}
+			if m.Offset+1 >= last {
+				break
 			}
 		}
 		r.Close()
