@@ -9,23 +9,15 @@ import (
 	"testing"
 )
 
+// apiCall sends a request to the API and decodes its JSON answer.
 func apiCall(t *testing.T, a *App, method, path, token, body string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+a.APIAddr()+path, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	code, b := rawCall(t, a, method, path, token, body)
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("%s %s: non-JSON answer %q", method, path, b)
 	}
-	return resp.StatusCode, m
+	return code, m
 }
 
 func TestCampaignAPI(t *testing.T) {
@@ -78,4 +70,20 @@ func TestCampaignAPI(t *testing.T) {
 	if code, _ := apiCall(t, a, "GET", "/api/v1/campaigns", "", ""); code != 401 {
 		t.Errorf("no token list: %d", code)
 	}
+}
+
+// rawCall sends a request to the API and returns the status and body.
+func rawCall(t *testing.T, a *App, method, path, token, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+a.APIAddr()+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }

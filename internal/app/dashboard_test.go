@@ -170,20 +170,13 @@ new MutationObserver(function (ms) {
 // dashReport reads the report API as a client would, for the range given.
 func dashReport(t *testing.T, a *App, token, campaign, from, to string) (store.Report, string) {
 	t.Helper()
-	u := "http://" + a.APIAddr() + "/api/v1/campaigns/" + campaign + "/report"
+	u := "/api/v1/campaigns/" + campaign + "/report"
 	if from != "" {
 		u += "?" + url.Values{"from": {from}, "to": {to}}.Encode()
 	}
-	req, _ := http.NewRequest("GET", u, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("report %s: %d %s", u, resp.StatusCode, b)
+	code, b := rawCall(t, a, "GET", u, token, "")
+	if code != 200 {
+		t.Fatalf("report %s: %d %s", u, code, b)
 	}
 	var r store.Report
 	if err := json.Unmarshal(b, &r); err != nil {

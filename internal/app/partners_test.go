@@ -3,8 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"reflect"
 	"slices"
 	"strings"
@@ -13,22 +11,6 @@ import (
 
 	"github.com/jobpixel/jobpixel/internal/store"
 )
-
-// rawCall sends a request to the API and returns the status and body.
-func rawCall(t *testing.T, a *App, method, path, token, body string) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+a.APIAddr()+path, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
 
 func jsonKeys(m map[string]any) []string {
 	out := make([]string, 0, len(m))
