@@ -264,14 +264,24 @@ func (a *API) ledger(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	// Requests whose intent was recorded but whose answer never was (the
+	// process stopped in between); younger ones may still be in flight.
+	unconfirmed, err := a.st.UnconfirmedIntents(r.Context(), c.ID, camp.ID, from, to, a.now().Add(-store.UnconfirmedAfter), limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if rows == nil {
 		rows = []store.LedgerRow{}
 	}
 	if dead == nil {
 		dead = []store.DeadLetter{}
 	}
+	if unconfirmed == nil {
+		unconfirmed = []store.Unconfirmed{}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"campaign": camp.ID, "from": from.Format(time.DateOnly), "to": to.Format(time.DateOnly),
-		"batches": rows, "dead_letters": dead,
+		"batches": rows, "dead_letters": dead, "unconfirmed": unconfirmed,
 	})
 }

@@ -335,15 +335,31 @@ func (a *reconciler) send(ctx context.Context, action string, do membersFunc, de
 		hashed[i] = hashedIDs(fms[i].User)
 		bases[i] = basis(consent.Decision(m.Consent))
 	}
+	check := "allows_audience(" + p.String() + ")"
+	intent := store.Intent{ID: newIntentID(), At: now, ClientID: ms[0].ClientID, CampaignID: ms[0].CampaignID,
+		Platform: p.String(), Purpose: purpose, API: au.API, Destination: au.Key(), InstructionVersion: v,
+		Items: uint32(len(ms))}
+	for _, h := range hashed {
+		intent.HashedIdentifiers += h
+	}
+	if action == "remove" {
+		intent.ConsentBasis = "removal: " + reason
+	} else {
+		intent.ConsentBasis = summarize(check, bases)
+	}
+	// Write ahead: the request leaves only once its intent is recorded.
+	if !r.record(ctx, "intents", func(c context.Context) error { return r.st.InsertIntents(c, []store.Intent{intent}) }) {
+		return ctx.Err()
+	}
 	res, _ := do(ctx, dest, fms)
 	base := store.LedgerRow{At: now, ClientID: ms[0].ClientID, CampaignID: ms[0].CampaignID, Platform: p.String(),
 		Purpose: purpose, API: au.API, Destination: au.Key(), InstructionVersion: v}
-	check := "allows_audience(" + p.String() + ")"
 	if action == "remove" {
 		check = ""
 		base.ConsentBasis = "removal: " + reason
 	}
 	ledger, itemBatch := ledgerRows(res, base, hashed, bases, check)
+	done := []store.Intent{intent.Completed(batchIDs(ledger), r.cfg.Now().UTC())}
 	failed := map[int]error{}
 	for _, f := range res.Failures() {
 		failed[f.Index] = f.Err
@@ -381,6 +397,7 @@ func (a *reconciler) send(ctx context.Context, action string, do membersFunc, de
 		delete(a.backoff, key)
 	}
 	if !r.record(ctx, "ledger", func(c context.Context) error { return r.st.InsertLedger(c, ledger) }) ||
+		!r.record(ctx, "intents done", func(c context.Context) error { return r.st.InsertIntents(c, done) }) ||
 		!r.record(ctx, "dead letters", func(c context.Context) error { return r.st.InsertDeadLetters(c, dead) }) ||
 		!r.record(ctx, "audience changes", func(c context.Context) error { return r.st.InsertAudienceChanges(c, changes) }) {
 		return ctx.Err()

@@ -225,6 +225,13 @@ func newBatchID() string {
 	return "bat_" + hex.EncodeToString(b[:])
 }
 
+// newIntentID returns a random intent id.
+func newIntentID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "int_" + hex.EncodeToString(b[:])
+}
+
 func clip(s string) string {
 	if len(s) > 500 {
 		return s[:500] + "..."

@@ -109,6 +109,7 @@ type Store interface {
 	InstructionVersion(ctx context.Context, campaignID string, version uint32) (store.Instruction, error)
 	Campaigns(ctx context.Context) ([]store.Campaign, error)
 	InsertLedger(ctx context.Context, rows []store.LedgerRow) error
+	InsertIntents(ctx context.Context, rows []store.Intent) error
 	InsertDeadLetters(ctx context.Context, rows []store.DeadLetter) error
 	InsertSent(ctx context.Context, rows []store.Sent) error
 	SentSince(ctx context.Context, platform string, partition int, from int64, limit int) ([]store.SentKey, error)
@@ -419,18 +420,35 @@ func (r *Relay) flush(runCtx context.Context, gen *kafka.Generation, st *partiti
 	if !r.record(rctx, "audience facts", func(c context.Context) error { return r.st.InsertAudienceFacts(c, facts) }) {
 		return false, false
 	}
+	groups := groupWork(st.work)
+	plans := make([]*convSend, len(groups))
+	var intents []store.Intent
+	for i, g := range groups {
+		plans[i] = r.prepareConversions(snap.campaigns[g[0].campaignID], g, now)
+		if plans[i].err == nil {
+			intents = append(intents, plans[i].intent)
+		}
+	}
+	// Write ahead: no request leaves before its intent is recorded. If it
+	// cannot be, nothing is sent and the partition holds.
+	if !r.record(rctx, "intents", func(c context.Context) error { return r.st.InsertIntents(c, intents) }) {
+		return false, false
+	}
 	var ledger []store.LedgerRow
+	var done []store.Intent
 	var retry []*pending
-	for _, g := range groupWork(st.work) {
-		e := snap.campaigns[g[0].campaignID]
-		l, s, d, again := r.sendConversions(sctx, e, g, now)
+	for _, p := range plans {
+		l, s, d, again, fin := r.sendConversions(sctx, p, now)
 		ledger = append(ledger, l...)
 		sent = append(sent, s...)
 		dead = append(dead, d...)
 		retry = append(retry, again...)
+		done = append(done, fin...)
 	}
-	// Record what was done before anything else: it was sent.
+	// Record what was done before anything else: it was sent. The intents
+	// are marked done only once their ledger rows are written.
 	if !r.record(rctx, "ledger", func(c context.Context) error { return r.st.InsertLedger(c, ledger) }) ||
+		!r.record(rctx, "intents done", func(c context.Context) error { return r.st.InsertIntents(c, done) }) ||
 		!r.record(rctx, "dead letters", func(c context.Context) error { return r.st.InsertDeadLetters(c, dead) }) ||
 		!r.record(rctx, "sent conversions", func(c context.Context) error { return r.st.InsertSent(c, sent) }) {
 		return false, false

@@ -439,6 +439,25 @@ func TestRevocationRemovesAudience(t *testing.T) {
 	if ok, state := empty(); !ok {
 		t.Errorf("audiences refilled after revocation: %s", state)
 	}
+	// Every request (conversions, additions, removals) was written ahead as
+	// an intent, and each intent is done, naming its ledger rows.
+	waitFor(t, 10*time.Second, "every ledger row covered by a done intent", func() (bool, string) {
+		var n []struct {
+			Uncovered uint64 `ch:"uncovered"`
+			Open      uint64 `ch:"open"`
+			Purposes  uint64 `ch:"purposes"`
+		}
+		err := e.st.Conn().Select(context.Background(), &n, `SELECT
+			(SELECT count() FROM forward_ledger WHERE batch_id NOT IN
+				(SELECT arrayJoin(batch_ids) FROM forward_intents WHERE done = 1)) AS uncovered,
+			(SELECT count() FROM (SELECT intent_id FROM forward_intents GROUP BY intent_id HAVING max(done) = 0)) AS open,
+			(SELECT uniqExact(platform, purpose) FROM forward_intents WHERE done = 1) AS purposes`)
+		if err != nil || len(n) != 1 {
+			return false, fmt.Sprint(err)
+		}
+		return n[0].Uncovered == 0 && n[0].Open == 0 && n[0].Purposes == 9,
+			fmt.Sprintf("%d ledger rows without a done intent, %d open intents, %d platform/purpose pairs", n[0].Uncovered, n[0].Open, n[0].Purposes)
+	})
 }
 
 // TestSegmentViewedNotApplied: a "viewed, did not apply" audience gains
@@ -627,10 +646,31 @@ func TestAllowListEnforcedAtSend(t *testing.T) {
 	}
 }
 
-// crashStore fails the records written after a send while crash is set.
+// crashStore fails the records written after a send while crash is set,
+// and the intents written before a send while noIntents is set.
 type crashStore struct {
 	Store
-	crash atomic.Bool
+	crash     atomic.Bool
+	noIntents atomic.Bool
+}
+
+func (c *crashStore) InsertIntents(ctx context.Context, rows []store.Intent) error {
+	if c.noIntents.Load() {
+		return errCrash
+	}
+	if c.crash.Load() {
+		// The intents written ahead go through; their done rows, written
+		// after the answer, are lost with the crash.
+		var pending []store.Intent
+		for _, r := range rows {
+			if r.Done {
+				return errCrash
+			}
+			pending = append(pending, r)
+		}
+		rows = pending
+	}
+	return c.Store.InsertIntents(ctx, rows)
 }
 
 var errCrash = errors.New("simulated crash")
@@ -696,6 +736,33 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 	for _, ev := range e.meta.Events() {
 		crashed[ev.ID] = true
 	}
+	// The write-ahead intents record what left: every request Meta
+	// received is covered by an intent without a done row, which the
+	// ledger reports as unconfirmed (once older than the in-flight window;
+	// read here as of two minutes from now).
+	ctx := context.Background()
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	later := time.Now().Add(store.UnconfirmedAfter + time.Second)
+	unconfirmed, err := e.st.UnconfirmedIntents(ctx, e.client.ID, c.ID, day.AddDate(0, 0, -1), day.AddDate(0, 0, 1), later, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := 0
+	for _, u := range unconfirmed {
+		items += int(u.Items)
+		if u.Platform != "meta" || u.Purpose != store.PurposeConversions || u.InstructionVersion != 1 || u.Note != store.UnconfirmedNote ||
+			!strings.HasPrefix(u.ConsentBasis, "allows_ads(meta): ") || u.HashedIdentifiers == 0 || u.API == "" || u.Destination == "" {
+			t.Errorf("unconfirmed intent %+v", u)
+		}
+	}
+	if len(unconfirmed) == 0 || items < len(crashed) {
+		t.Fatalf("%d unconfirmed intents with %d items; Meta accepted %d events that were not recorded", len(unconfirmed), items, len(crashed))
+	}
+	// Younger than the in-flight window they are not reported yet.
+	if now, err := e.st.UnconfirmedIntents(ctx, e.client.ID, c.ID, day.AddDate(0, 0, -1), day.AddDate(0, 0, 1),
+		time.Now().Add(-store.UnconfirmedAfter), 1000); err != nil || len(now) != 0 {
+		t.Errorf("in-flight intents reported as unconfirmed: %d %v", len(now), err)
+	}
 	e.start(e.config(consent.Meta, "fwd-meta"))
 	want := 10 + len(crashed)
 	waitFor(t, 20*time.Second, "every event after the restart", func() (bool, string) {
@@ -718,5 +785,65 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 			t.Errorf("event %s: %d extra sends, want %d", i, dups[i], wantDup)
 		}
 	}
-	t.Logf("%d of 10 events were accepted but not recorded at the crash; each was sent again once with its event_id", len(crashed))
+	// The resent batches completed normally: their intents are done, and
+	// the unconfirmed ones are still the crash's.
+	waitFor(t, 10*time.Second, "the resent batches' intents done", func() (bool, string) {
+		var n []struct {
+			Open uint64 `ch:"open"`
+			Done uint64 `ch:"done_n"`
+		}
+		err := e.st.Conn().Select(ctx, &n, `SELECT countIf(d = 0) AS open, countIf(d = 1) AS done_n
+			FROM (SELECT intent_id, max(done) AS d FROM forward_intents WHERE campaign_id = ? GROUP BY intent_id)`, c.ID)
+		if err != nil || len(n) != 1 {
+			return false, fmt.Sprint(err)
+		}
+		return n[0].Open == uint64(len(unconfirmed)) && n[0].Done > 0, fmt.Sprintf("%d open, %d done, want %d open", n[0].Open, n[0].Done, len(unconfirmed))
+	})
+	again, err := e.st.UnconfirmedIntents(ctx, e.client.ID, c.ID, day.AddDate(0, 0, -1), day.AddDate(0, 0, 1), later, 1000)
+	if err != nil || len(again) != len(unconfirmed) {
+		t.Errorf("after the restart %d unconfirmed intents, want the crash's %d (%v)", len(again), len(unconfirmed), err)
+	}
+	t.Logf("%d of 10 events were accepted but not recorded at the crash; each was sent again once with its event_id; %d intents (%d items) unconfirmed",
+		len(crashed), len(unconfirmed), items)
+}
+
+// TestIntentFailureSendsNothing: while the write-ahead intent cannot be
+// recorded, nothing is sent (the partition holds); once it can, the
+// conversions leave and their intents are done.
+func TestIntentFailureSendsNothing(t *testing.T) {
+	e := newEnv(t)
+	c := e.campaign("jobs")
+	e.instruct(c.ID, fmt.Sprintf(`{"meta": {"endpoint": %q, "access_token": %q,
+	  "conversions": [{"event": "application", "pixel_id": %q, "event_name": "SubmitApplication"}]}}`, e.meta.URL(), metaToken, pixelID))
+	granted := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+	cs := &crashStore{Store: e.st}
+	cs.noIntents.Store(true)
+	e.startWith(e.config(consent.Meta, "fwd-meta"), cs, nil)
+	var hs []schemas.Hit
+	for i := range 5 {
+		v := newVisitor(i)
+		e.register(v)
+		hs = append(hs, hit(c, v, schemas.EventApplication, granted))
+	}
+	e.produce(hs...)
+	time.Sleep(4 * time.Second) // several flushes and intent retries
+	if n := e.meta.Hits(); n != 0 {
+		t.Fatalf("meta received %d requests while no intent could be recorded", n)
+	}
+	cs.noIntents.Store(false)
+	waitFor(t, 20*time.Second, "every event once the intents can be recorded", func() (bool, string) {
+		return len(e.meta.Events()) == 5, fmt.Sprint(len(e.meta.Events()), " events")
+	})
+	waitFor(t, 10*time.Second, "the intents done", func() (bool, string) {
+		var n []struct {
+			Open  uint64 `ch:"open"`
+			Items uint64 `ch:"items_n"`
+		}
+		err := e.st.Conn().Select(context.Background(), &n, `SELECT countIf(d = 0) AS open, sum(i) AS items_n
+			FROM (SELECT intent_id, max(done) AS d, any(items) AS i FROM forward_intents WHERE campaign_id = ? GROUP BY intent_id)`, c.ID)
+		if err != nil || len(n) != 1 {
+			return false, fmt.Sprint(err)
+		}
+		return n[0].Open == 0 && n[0].Items == 5, fmt.Sprintf("%d open, %d items", n[0].Open, n[0].Items)
+	})
 }

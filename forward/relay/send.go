@@ -63,12 +63,60 @@ func errDetail(err error) (status int, code, reason string) {
 	return status, code, clip(err.Error())
 }
 
-// sendConversions sends one group (same campaign, version and destination)
-// and sorts every item into sent, dead-lettered or to be retried.
-func (r *Relay) sendConversions(ctx context.Context, e *entry, g []*pending, now time.Time) (
-	ledger []store.LedgerRow, sent []store.Sent, dead []store.DeadLetter, retry []*pending) {
+// convSend is one group (same campaign, version and destination) ready to
+// send: its client, destination and write-ahead intent, or why it cannot be
+// sent at all.
+type convSend struct {
+	g      []*pending
+	sender forward.ConversionSender
+	dest   forward.Destination
+	err    error // the group cannot be sent: every item is dead-lettered
+	intent store.Intent
+	convs  []forward.Conversion
+	hashed []uint32
+	bases  []string
+	check  string
+}
+
+// prepareConversions builds group g's request and its intent. Nothing is
+// sent before the intent is recorded.
+func (r *Relay) prepareConversions(e *entry, g []*pending, now time.Time) *convSend {
 	t := g[0].target
-	done := func(p *pending) {
+	cs := &convSend{g: g}
+	cs.sender, cs.dest, cs.err = r.conversionSender(t, e)
+	if cs.err == nil {
+		cs.err = r.cfg.Allow.Check(t.Endpoint)
+	}
+	if cs.err != nil {
+		return cs
+	}
+	cs.convs = make([]forward.Conversion, len(g))
+	cs.hashed = make([]uint32, len(g))
+	cs.bases = make([]string, len(g))
+	var hashed uint32
+	for i, p := range g {
+		cs.convs[i] = p.conv
+		cs.hashed[i] = hashedIDs(p.conv.User)
+		cs.bases[i] = p.basis
+		hashed += cs.hashed[i]
+	}
+	cs.check = "allows_ads(" + r.cfg.Platform.String() + ")"
+	cs.intent = store.Intent{ID: newIntentID(), At: now, ClientID: g[0].clientID, CampaignID: g[0].campaignID,
+		Platform: r.cfg.Platform.String(), Purpose: store.PurposeConversions, API: t.API, Destination: t.Key(),
+		InstructionVersion: g[0].version, Items: uint32(len(g)), HashedIdentifiers: hashed,
+		ConsentBasis: summarize(cs.check, cs.bases)}
+	return cs
+}
+
+// sendConversions sends one prepared group, whose intent is recorded, and
+// sorts every item into sent, dead-lettered or to be retried. done is the
+// intent's done row (nil if nothing was to be sent), to be recorded right
+// after the ledger rows.
+func (r *Relay) sendConversions(ctx context.Context, cs *convSend, now time.Time) (
+	ledger []store.LedgerRow, sent []store.Sent, dead []store.DeadLetter, retry []*pending, done []store.Intent) {
+	g := cs.g
+	t := g[0].target
+	finish := func(p *pending) {
 		sent = append(sent, store.Sent{At: now, Platform: r.cfg.Platform.String(), Partition: p.partition, Offset: p.offset,
 			EventID: p.eventID, ClientID: p.clientID, CampaignID: p.campaignID, Destination: p.target.Key()})
 	}
@@ -86,30 +134,19 @@ func (r *Relay) sendConversions(ctx context.Context, e *entry, g []*pending, now
 		}
 		r.m.items.WithLabelValues(store.PurposeConversions, "dead_letter").Inc()
 		dead = append(dead, r.deadLetter(p, kind, status, code, reason, now))
-		done(p)
+		finish(p)
 	}
-	sender, dest, err := r.conversionSender(t, e)
-	if err == nil {
-		err = r.cfg.Allow.Check(t.Endpoint)
-	}
-	if err != nil {
+	if cs.err != nil {
 		for _, p := range g {
-			fail(p, forward.Rejectf("%v", err))
+			fail(p, forward.Rejectf("%v", cs.err))
 		}
 		return
 	}
-	convs := make([]forward.Conversion, len(g))
-	hashed := make([]uint32, len(g))
-	bases := make([]string, len(g))
-	for i, p := range g {
-		convs[i] = p.conv
-		hashed[i] = hashedIDs(p.conv.User)
-		bases[i] = p.basis
-	}
-	res, _ := sender.SendConversions(ctx, dest, convs)
+	res, _ := cs.sender.SendConversions(ctx, cs.dest, cs.convs)
 	base := store.LedgerRow{At: now, ClientID: g[0].clientID, CampaignID: g[0].campaignID, Platform: r.cfg.Platform.String(),
 		Purpose: store.PurposeConversions, API: t.API, Destination: t.Key(), InstructionVersion: g[0].version}
-	ledger, _ = ledgerRows(res, base, hashed, bases, "allows_ads("+r.cfg.Platform.String()+")")
+	ledger, _ = ledgerRows(res, base, cs.hashed, cs.bases, cs.check)
+	done = []store.Intent{cs.intent.Completed(batchIDs(ledger), r.cfg.Now().UTC())}
 	failed := map[int]error{}
 	for _, f := range res.Failures() {
 		failed[f.Index] = f.Err
@@ -120,7 +157,16 @@ func (r *Relay) sendConversions(ctx context.Context, e *entry, g []*pending, now
 			continue
 		}
 		r.m.items.WithLabelValues(store.PurposeConversions, "sent").Inc()
-		done(p)
+		finish(p)
 	}
-	return ledger, sent, dead, retry
+	return ledger, sent, dead, retry, done
+}
+
+// batchIDs returns the batch ids of ledger rows.
+func batchIDs(rows []store.LedgerRow) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.BatchID
+	}
+	return out
 }

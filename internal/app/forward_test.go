@@ -382,9 +382,20 @@ func ledgerSent(t *testing.T, api apiClient, campaign string) map[string]uint32 
 	var led struct {
 		Batches     []store.LedgerRow  `json:"batches"`
 		DeadLetters []store.DeadLetter `json:"dead_letters"`
+		// Requests whose answer a killed forwarder never recorded, once
+		// older than store.UnconfirmedAfter.
+		Unconfirmed *[]store.Unconfirmed `json:"unconfirmed"`
 	}
 	if err := json.Unmarshal([]byte(body), &led); err != nil {
 		t.Fatal(err)
+	}
+	if led.Unconfirmed == nil {
+		t.Fatalf("ledger without unconfirmed: %s", body)
+	}
+	for _, u := range *led.Unconfirmed {
+		if u.ID == "" || u.Platform == "" || u.Items == 0 || u.Note != store.UnconfirmedNote {
+			t.Errorf("unconfirmed entry %+v", u)
+		}
 	}
 	sent := map[string]uint32{}
 	for _, b := range led.Batches {

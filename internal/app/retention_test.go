@@ -213,6 +213,10 @@ func TestErasureCoversForwarding(t *testing.T) {
 	if err := st.InsertAudienceChanges(ctx, []store.AudienceChange{{At: time.Now(), Action: "add", Platform: "meta", AudienceMember: member}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.InsertIntents(ctx, []store.Intent{{ID: "int_1", At: time.Now(), ClientID: c.ID, CampaignID: camp.ID,
+		Platform: "meta", Purpose: store.PurposeAudienceAdd, Destination: "aud1", InstructionVersion: 1, Items: 1, HashedIdentifiers: 1}}); err != nil {
+		t.Fatal(err)
+	}
 	seedEvents(t, st, c.ID, camp.ID, 3)
 	if err := st.EraseCampaign(ctx, "client:"+c.ID, c.ID, camp.ID); err != nil {
 		t.Fatal(err)
@@ -236,8 +240,8 @@ func TestErasureCoversForwarding(t *testing.T) {
 		}
 		return n[0].N
 	}
-	if count("audience_facts") != 0 || count("events") != 0 {
-		t.Fatal("facts or events kept after erasure")
+	if count("audience_facts") != 0 || count("events") != 0 || count("forward_intents") != 0 {
+		t.Fatal("facts, events or intents kept after erasure")
 	}
 	// The member is still on the platform: its record must stay for removal.
 	if _, err := st.EnforceRetention(ctx, time.Now()); err != nil {

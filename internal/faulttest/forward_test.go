@@ -544,6 +544,36 @@ func TestForwarderKilled(t *testing.T) {
 	t.Logf("ledger: %d rows, %d sent = %d events + %d counted twice (killed between ledger and forward_sent writes)",
 		final.LedgerRows, final.LedgerSent, n, excess)
 
+	// Nothing left without a record: every request Meta accepted was
+	// covered by a write-ahead intent, written before it left. Each
+	// forwarder send writes one intent for its items, so the intents'
+	// items cover every accepted copy (repeats after a kill included),
+	// except the client's own retries of an unanswered request, which
+	// belong to the same send and intent.
+	var intents []struct {
+		N     uint64 `ch:"n"`
+		Items uint64 `ch:"n_items"`
+		Open  uint64 `ch:"n_open"`
+	}
+	if err := e.st.Conn().Select(ctx, &intents, `SELECT count() AS n, sum(i) AS n_items, countIf(d = 0) AS n_open FROM (
+			SELECT intent_id, any(items) AS i, max(done) AS d FROM forward_intents
+			WHERE platform = 'meta' AND purpose = 'conversions' AND campaign_id = ? GROUP BY intent_id)`, e.campaign); err != nil || len(intents) != 1 {
+		t.Fatalf("intents: %v", err)
+	}
+	copiesAtMeta := 0
+	for _, cs := range copies {
+		copiesAtMeta += len(cs)
+	}
+	if got := int(intents[0].Items); got < copiesAtMeta-unanswered {
+		t.Errorf("intents cover %d items, but Meta accepted %d copies (%d of them retries of an unanswered request): a request left without a record",
+			got, copiesAtMeta, unanswered)
+	}
+	if intents[0].Open == 0 {
+		t.Error("no intent left open, although the forwarder was killed after Meta accepted a batch it never recorded")
+	}
+	t.Logf("intents: %d (%d items) for %d copies accepted by Meta; %d never done (killed before the answer was recorded)",
+		intents[0].N, intents[0].Items, copiesAtMeta, intents[0].Open)
+
 	// A forwarder started afresh (new consumer groups, offsets from the
 	// start) re-reads every hit and sends nothing.
 	sentMetric := `jobpixel_forward_items_total{outcome="sent",platform="meta",purpose="conversions"}`

@@ -24,7 +24,7 @@ const (
 // audience members) is handled apart: it is what tells the forwarder which
 // members to remove from the platforms, so it goes only once none is left.
 var visitorTables = []string{"events", "conversions_daily", "bots_daily",
-	"audience_facts", "forward_sent", "forward_dead_letters"}
+	"audience_facts", "forward_sent", "forward_dead_letters", "forward_intents"}
 
 const audienceTable = "audience_members"
 
