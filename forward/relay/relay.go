@@ -19,7 +19,9 @@
 //     event and Decision.AllowsAudience(platform), an audience fact (hashed
 //     e-mail, event, time) is recorded; the audience reconciler turns facts
 //     into additions and removals.
-//  4. Conversions are sent per destination through the platform client;
+//  4. Conversions are sent per destination through the platform client,
+//     each send only after its write-ahead intent (forward_intents) was
+//     recorded, and marked done with its ledger rows;
 //     every platform request gets a forward_ledger row, every item refused
 //     for good a forward_dead_letters row, every item done a forward_sent
 //     row. Retryable and throttled items are retried (the partition holds)
@@ -30,7 +32,9 @@
 // records as done. The one window left is a crash after a platform
 // accepted a request and before forward_sent recorded it: those items are
 // sent again with the same dedup keys (Meta event_id, Google transactionId
-// / orderId, LinkedIn eventId), which the platforms deduplicate.
+// / orderId, LinkedIn eventId), which the platforms deduplicate; the first
+// send stays on record as an intent without a done row (reported by the
+// ledger API as unconfirmed).
 //
 // The member of the group that owns partition 0 also runs the audience
 // reconciler (see audience.go).
