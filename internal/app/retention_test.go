@@ -44,6 +44,28 @@ func TestRetentionPurgesEndedClients(t *testing.T) {
 	stay, _, _ := st.CreateClient(ctx, "Stays")
 	seedEvents(t, st, gone.ID, "cmp_a", 5)
 	seedEvents(t, st, stay.ID, "cmp_b", 3)
+	// Records of what left for a platform: kept with the client's records.
+	if err := st.InsertLedger(ctx, []store.LedgerRow{{At: time.Now(), ClientID: gone.ID, CampaignID: "cmp_a", Platform: "meta",
+		Purpose: store.PurposeConversions, Items: 1, Sent: 1, Outcome: "sent", BatchID: "b1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.InsertIntents(ctx, []store.Intent{{ID: "int_1", At: time.Now(), ClientID: gone.ID, CampaignID: "cmp_a",
+		Platform: "meta", Purpose: store.PurposeConversions, Items: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	records := func() (n uint64) {
+		t.Helper()
+		for _, table := range []string{"forward_ledger", "forward_intents"} {
+			var rows []struct {
+				N uint64 `ch:"n"`
+			}
+			if err := st.Conn().Select(ctx, &rows, "SELECT count() AS n FROM "+table+" WHERE client_id = ?", gone.ID); err != nil {
+				t.Fatal(err)
+			}
+			n += rows[0].N
+		}
+		return n
+	}
 	if err := st.EndClient(ctx, "operator:test", gone.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +89,9 @@ func TestRetentionPurgesEndedClients(t *testing.T) {
 	if e, _ := countEvents(t, st, stay.ID); e != 3 {
 		t.Fatalf("active client lost data: %d events", e)
 	}
+	if n := records(); n != 2 {
+		t.Fatalf("%d ledger and intent rows after the two-month purge, want 2 (kept)", n)
+	}
 	// Five years after the last change, the client record itself goes.
 	res, err = st.EnforceRetention(ctx, time.Now().Add(5*366*24*time.Hour))
 	if err != nil || len(res.PurgedClients) != 1 || res.PurgedClients[0] != gone.ID {
@@ -81,6 +106,9 @@ func TestRetentionPurgesEndedClients(t *testing.T) {
 	_ = st.Conn().Select(ctx, &n, "SELECT count() AS n FROM clients WHERE client_id = ?", gone.ID)
 	if n[0].N != 0 {
 		t.Fatal("client record kept past five years")
+	}
+	if n := records(); n != 0 {
+		t.Fatalf("%d ledger and intent rows kept past five years", n)
 	}
 	_ = st.Conn().Select(ctx, &n, "SELECT count() AS n FROM clients WHERE client_id = ?", stay.ID)
 	if n[0].N == 0 {
@@ -194,7 +222,8 @@ func TestClientsCommand(t *testing.T) {
 
 // TestErasureCoversForwarding: erasing a campaign revokes its forwarding
 // instruction (so the forwarder removes the audience members it added),
-// deletes the forwarding records at once, and deletes the audience records
+// deletes the visitor-derived forwarding records at once (keeping the
+// ledger and intents: counts and ids), and deletes the audience records
 // (hashed e-mails) once no member is left on a platform.
 func TestErasureCoversForwarding(t *testing.T) {
 	st := testenv.Store(t)
@@ -240,8 +269,13 @@ func TestErasureCoversForwarding(t *testing.T) {
 		}
 		return n[0].N
 	}
-	if count("audience_facts") != 0 || count("events") != 0 || count("forward_intents") != 0 {
-		t.Fatal("facts, events or intents kept after erasure")
+	if count("audience_facts") != 0 || count("events") != 0 {
+		t.Fatal("facts or events kept after erasure")
+	}
+	// The records of what left (counts and ids, no visitor data) stay as
+	// proof of what was done on the client's instructions.
+	if count("forward_intents") != 1 {
+		t.Fatal("forwarding intents deleted by the erasure")
 	}
 	// The member is still on the platform: its record must stay for removal.
 	if _, err := st.EnforceRetention(ctx, time.Now()); err != nil {

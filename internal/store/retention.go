@@ -24,7 +24,15 @@ const (
 // audience members) is handled apart: it is what tells the forwarder which
 // members to remove from the platforms, so it goes only once none is left.
 var visitorTables = []string{"events", "conversions_daily", "bots_daily",
-	"audience_facts", "forward_sent", "forward_dead_letters", "forward_intents"}
+	"audience_facts", "forward_sent", "forward_dead_letters"}
+
+// recordTables are our records of processing for a client: what left for
+// which platform, under which instruction version and consent basis, in
+// counts and ids only (never a visitor's data). Like the instructions they
+// are kept after an erasure or the two-month purge, as proof of what was
+// done on the client's instructions, and go with the client's own records
+// five years after its last change.
+var recordTables = []string{"forward_ledger", "forward_intents"}
 
 const audienceTable = "audience_members"
 
@@ -221,7 +229,8 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) (RetentionR
 		return res, fmt.Errorf("store: retention: stale clients: %w", err)
 	}
 	for _, c := range stale {
-		for _, t := range append([]string{"partner_shares", "clients", "campaigns", "forward_instructions", audienceTable}, visitorTables...) {
+		tables := append([]string{"partner_shares", "clients", "campaigns", "forward_instructions", audienceTable}, recordTables...)
+		for _, t := range append(tables, visitorTables...) {
 			if err := s.conn.Exec(ctx, "ALTER TABLE "+t+" DELETE WHERE client_id = ?", c.ID); err != nil {
 				return res, fmt.Errorf("store: retention: purge %s of %s: %w", t, c.ID, err)
 			}
