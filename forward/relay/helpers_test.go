@@ -330,6 +330,18 @@ func (e *env) ledger() []ledgerSum {
 	return rows
 }
 
+// sentRows counts the forward_sent rows: conversions recorded as done.
+func (e *env) sentRows() uint64 {
+	e.t.Helper()
+	var rows []struct {
+		N uint64 `ch:"n"`
+	}
+	if err := e.st.Conn().Select(context.Background(), &rows, `SELECT count() AS n FROM forward_sent`); err != nil {
+		e.t.Fatal(err)
+	}
+	return rows[0].N
+}
+
 func (e *env) deadLetters() []store.DeadLetter {
 	e.t.Helper()
 	var rows []struct {

@@ -520,6 +520,12 @@ func TestKillAndRestart(t *testing.T) {
 	waitFor(t, 20*time.Second, "first half", func() (bool, string) {
 		return len(e.meta.Events()) == 50, fmt.Sprint(len(e.meta.Events()))
 	})
+	// ... and recorded: the kill below must find only the hanging request
+	// in flight, not the first half's records still being written.
+	waitFor(t, 30*time.Second, "first half recorded", func() (bool, string) {
+		n := e.sentRows()
+		return n == 50, fmt.Sprint(n)
+	})
 	// The next request hangs at Meta; kill the relay while it does. The
 	// second half goes to one partition, so the hanging request is the only
 	// one in flight at the kill. (A kill at the instant Meta has accepted a
@@ -545,9 +551,10 @@ func TestKillAndRestart(t *testing.T) {
 		}
 		return sent
 	}
+	// forward_sent is written after the ledger: wait for both.
 	waitFor(t, 30*time.Second, "every send recorded", func() (bool, string) {
-		n := sentInLedger()
-		return n == 100, fmt.Sprint(n)
+		n, sent := sentInLedger(), e.sentRows()
+		return n == 100 && sent == 100, fmt.Sprintf("ledger %d, forward_sent %d", n, sent)
 	})
 	// A consumer group without offsets re-reads everything: nothing is
 	// sent again.

@@ -292,17 +292,42 @@ func TestForwardingEndToEnd(t *testing.T) {
 	// last batches would rightly be sent again after the restart).
 	landed := map[string]uint32{"google|conversions": 80, "linkedin|conversions": 40,
 		"google|audience_add": 40, "linkedin|audience_add": 40}
+	// The ledger is written first; the sent conversions and the audience
+	// members the relay compares against after a restart come after it.
+	records := func() map[string]uint32 {
+		var rows []struct {
+			Key string `ch:"k"`
+			N   uint64 `ch:"n"`
+		}
+		err := a.Store().Conn().Select(context.Background(), &rows, `
+			SELECT concat(platform, '|sent') AS k, count() AS n FROM forward_sent WHERE campaign_id = ? GROUP BY platform
+			UNION ALL
+			SELECT concat(platform, '|members') AS k, count() AS n FROM audience_members WHERE campaign_id = ? AND action = 'add' GROUP BY platform`,
+			camp.ID, camp.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]uint32{}
+		for _, r := range rows {
+			m[r.Key] = uint32(r.N)
+		}
+		return m
+	}
+	landedRecords := map[string]uint32{"google|sent": 80, "linkedin|sent": 40, "google|members": 40, "linkedin|members": 40}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		sent := ledgerSent(t, api, camp.ID)
+		sent, rec := ledgerSent(t, api, camp.ID), records()
 		ok := true
 		for k, w := range landed {
 			ok = ok && sent[k] == w
+		}
+		for k, w := range landedRecords {
+			ok = ok && rec[k] == w
 		}
 		if ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Google's and LinkedIn's sends not recorded: %v", sent)
+			t.Fatalf("Google's and LinkedIn's sends not recorded: ledger %v, records %v", sent, rec)
 		}
 	}
 	stopFwd()
