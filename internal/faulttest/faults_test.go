@@ -2,6 +2,7 @@ package faulttest
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -261,22 +262,38 @@ func TestIngestKilledMidLoad(t *testing.T) {
 	for id, at := range l.acc {
 		acc[id] = at
 	}
+	sentAt := maps.Clone(l.sentAt)
 	l.mu.Unlock()
 	ctx := context.Background()
 	var stored map[string]int
-	waitUntil(t, 90*time.Second, "the pipeline to catch up", func() bool {
+	// Hits sent after the old process died can only have been accepted by
+	// the new one: they must all arrive. (A response's arrival time does
+	// not tell: a client slowed down by a loaded machine may read the old
+	// process's last answers from its socket after the kill.)
+	missing, lastErr := 0, error(nil)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
 		var err error
 		stored, err = e.storedIDs(ctx)
+		missing = 0
 		if err != nil {
-			return false
-		}
-		for id, at := range acc {
-			if stored[id] == 0 && at.After(killed) {
-				return false // hits after the restart must all arrive
+			lastErr = err
+			missing = -1
+		} else {
+			for id, at := range sentAt {
+				if stored[id] == 0 && at.After(killed) {
+					missing++
+				}
 			}
 		}
-		return true
-	})
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hits sent after the restart still not stored after 90 s: %d missing (-1: query failed: %v)", missing, lastErr)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	time.Sleep(2 * time.Second)
 	stored, _ = e.storedIDs(ctx)
 	lost, window := 0, time.Duration(0)

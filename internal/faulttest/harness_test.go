@@ -363,6 +363,7 @@ type load struct {
 	next   atomic.Int64
 	mu     sync.Mutex
 	acc    map[string]time.Time // eid → when the accepting response arrived
+	sentAt map[string]time.Time // eid → when the accepted request was sent
 	events map[string]int       // accepted hits by event
 	rej    map[string]int       // rejected by reason, or transport error
 	client *http.Client
@@ -373,7 +374,7 @@ type load struct {
 var eventNames = []string{"page_view", "apply_click", "application", "vacancy_email"}
 
 func newLoad(e *env) *load {
-	return &load{e: e, acc: map[string]time.Time{}, events: map[string]int{}, rej: map[string]int{},
+	return &load{e: e, acc: map[string]time.Time{}, sentAt: map[string]time.Time{}, events: map[string]int{}, rej: map[string]int{},
 		// A generous time-out: a hit the server accepted after the client
 		// gave up would be stored but not counted as accepted.
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
@@ -387,6 +388,7 @@ func (l *load) one(i int) bool {
 		l.e.ingestAddr, l.e.campaign, ev, eid, i%7)
 	req, _ := http.NewRequest("GET", u, nil)
 	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36")
+	sent := time.Now()
 	resp, err := l.client.Do(req)
 	if err != nil {
 		l.mu.Lock()
@@ -408,6 +410,7 @@ func (l *load) one(i int) bool {
 		return false
 	}
 	l.acc[eid] = time.Now()
+	l.sentAt[eid] = sent
 	l.events[ev]++
 	return true
 }
