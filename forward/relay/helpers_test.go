@@ -330,6 +330,18 @@ func (e *env) ledger() []ledgerSum {
 	return rows
 }
 
+// adsGranted is a decision that allows conversions and audiences on every
+// platform (Consent Mode, no TCF).
+var adsGranted = consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+
+// instructMeta instructs campaign to send application events to the fake
+// Meta as Conversions API events named eventName.
+func (e *env) instructMeta(campaign, eventName string) {
+	e.t.Helper()
+	e.instruct(campaign, fmt.Sprintf(`{"meta": {"endpoint": %q, "access_token": %q,
+	  "conversions": [{"event": "application", "pixel_id": %q, "event_name": %q}]}}`, e.meta.URL(), metaToken, pixelID, eventName))
+}
+
 // sentRows counts the forward_sent rows: conversions recorded as done.
 func (e *env) sentRows() uint64 {
 	e.t.Helper()

@@ -369,7 +369,7 @@ func TestRevocationRemovesAudience(t *testing.T) {
 	c := e.campaign("jobs")
 	e.instruct(c.ID, e.fullBody())
 	e.startAll("fwd")
-	granted := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+	granted := adsGranted
 	var vs []visitor
 	for i := range 5 {
 		v := newVisitor(i)
@@ -470,7 +470,7 @@ func TestSegmentViewedNotApplied(t *testing.T) {
 	                {"audience_id": %q, "segment": {"preset": "applied"}}]}}`, e.meta.URL(), metaToken, metaAudience, metaAudience2)
 	e.instruct(c.ID, body)
 	e.start(e.config(consent.Meta, "fwd-meta"))
-	granted := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+	granted := adsGranted
 	adsOnly := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Denied}, consent.Vendors{})
 	a, b, x := newVisitor(1), newVisitor(2), newVisitor(3)
 	for _, v := range []visitor{a, b, x} {
@@ -498,9 +498,8 @@ func sorted(s ...string) []string { slices.Sort(s); return s }
 func TestKillAndRestart(t *testing.T) {
 	e := newEnv(t)
 	c := e.campaign("jobs")
-	e.instruct(c.ID, fmt.Sprintf(`{"meta": {"endpoint": %q, "access_token": %q,
-	  "conversions": [{"event": "application", "pixel_id": %q, "event_name": "SubmitApplication"}]}}`, e.meta.URL(), metaToken, pixelID))
-	granted := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+	e.instructMeta(c.ID, "SubmitApplication")
+	granted := adsGranted
 	var ids []string
 	batch := func(from, to int, key []byte) {
 		var hs []schemas.Hit
@@ -588,7 +587,7 @@ func TestFaults(t *testing.T) {
 	e.linkedin.Inject(fakelinkedin.Throttled(time.Second), fakelinkedin.ServerError())
 	start := time.Now()
 	e.start(e.config(consent.LinkedIn, "fwd-linkedin"))
-	granted := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+	granted := adsGranted
 	var goods []string
 	for i := range 10 {
 		v := newVisitor(i)
@@ -633,15 +632,14 @@ func TestFaults(t *testing.T) {
 func TestAllowListEnforcedAtSend(t *testing.T) {
 	e := newEnv(t)
 	c := e.campaign("jobs")
-	e.instruct(c.ID, fmt.Sprintf(`{"meta": {"endpoint": %q, "access_token": %q,
-	  "conversions": [{"event": "application", "pixel_id": %q, "event_name": "Lead"}]}}`, e.meta.URL(), metaToken, pixelID))
+	e.instructMeta(c.ID, "Lead")
 	cfg := e.config(consent.Meta, "fwd-meta")
 	var err error
 	if cfg.Allow, err = instruction.ParseAllowList("graph.facebook.com"); err != nil {
 		t.Fatal(err)
 	}
 	e.start(cfg)
-	granted := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+	granted := adsGranted
 	v := newVisitor(1)
 	e.produce(hit(c, v, schemas.EventApplication, granted))
 	waitFor(t, 20*time.Second, "a dead letter", func() (bool, string) { return len(e.deadLetters()) == 1, "" })
@@ -703,9 +701,8 @@ func (c *crashStore) InsertSent(ctx context.Context, rows []store.Sent) error {
 func TestCrashBetweenSendAndRecord(t *testing.T) {
 	e := newEnv(t)
 	c := e.campaign("jobs")
-	e.instruct(c.ID, fmt.Sprintf(`{"meta": {"endpoint": %q, "access_token": %q,
-	  "conversions": [{"event": "application", "pixel_id": %q, "event_name": "SubmitApplication"}]}}`, e.meta.URL(), metaToken, pixelID))
-	granted := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+	e.instructMeta(c.ID, "SubmitApplication")
+	granted := adsGranted
 	cs := &crashStore{Store: e.st}
 	cs.crash.Store(true)
 	cfg := e.config(consent.Meta, "fwd-meta")
@@ -820,9 +817,8 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 func TestIntentFailureSendsNothing(t *testing.T) {
 	e := newEnv(t)
 	c := e.campaign("jobs")
-	e.instruct(c.ID, fmt.Sprintf(`{"meta": {"endpoint": %q, "access_token": %q,
-	  "conversions": [{"event": "application", "pixel_id": %q, "event_name": "SubmitApplication"}]}}`, e.meta.URL(), metaToken, pixelID))
-	granted := consent.Resolve(&consent.Signals{AdUserData: consent.Granted, AdPersonalization: consent.Granted}, consent.Vendors{})
+	e.instructMeta(c.ID, "SubmitApplication")
+	granted := adsGranted
 	cs := &crashStore{Store: e.st}
 	cs.noIntents.Store(true)
 	e.startWith(e.config(consent.Meta, "fwd-meta"), cs, nil)

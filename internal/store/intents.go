@@ -40,7 +40,7 @@ func (i Intent) Completed(batchIDs []string, now time.Time) Intent {
 
 // UnconfirmedNote explains an unconfirmed intent in the ledger.
 const UnconfirmedNote = "the process stopped before the platform's answer was recorded; " +
-	"the items were sent again after the restart with the same dedup keys"
+	"items not recorded as sent are sent again, with the same dedup keys, when forwarding resumes and still allows them"
 
 // UnconfirmedAfter is how old an intent without a done row must be before
 // it is reported as unconfirmed (younger ones may still be in flight).
