@@ -16,7 +16,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/jobpixel/jobpixel/internal/app"
+	"github.com/jobpixel/jobpixel/app"
 )
 
 // gif is the same 43-byte transparent GIF ingest answers.

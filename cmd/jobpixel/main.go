@@ -18,7 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/jobpixel/jobpixel/internal/app"
+	"github.com/jobpixel/jobpixel/app"
 )
 
 func main() {

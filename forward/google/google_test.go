@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/jobpixel/jobpixel/forward"
-	"github.com/jobpixel/jobpixel/forward/fakegoogle"
 	"github.com/jobpixel/jobpixel/forward/google"
+	"github.com/jobpixel/jobpixel/forward/google/googletest"
 	"github.com/jobpixel/jobpixel/forward/internal/fakeclock"
 )
 
@@ -28,7 +28,7 @@ const (
 var t0 = time.Date(2026, 10, 14, 14, 45, 18, 0, time.UTC)
 
 type env struct {
-	fake  *fakegoogle.Server
+	fake  *googletest.Server
 	clock *fakeclock.Clock
 	dm    *google.DataManager
 	ads   *google.Ads
@@ -39,7 +39,7 @@ type env struct {
 func setup(t *testing.T) *env {
 	t.Helper()
 	clock := fakeclock.New(t0)
-	fake := fakegoogle.Start(fakegoogle.Config{Token: token, DeveloperToken: devToken, Now: clock.Now})
+	fake := googletest.Start(googletest.Config{Token: token, DeveloperToken: devToken, Now: clock.Now})
 	t.Cleanup(fake.Close)
 	fake.RegisterEmail("Cloudy.SanFrancisco+shopping@gmail.com")
 	fake.RegisterPhone("(800)555-0100", "+18005550100")
@@ -80,11 +80,11 @@ func TestAddMembersValid(t *testing.T) {
 		t.Fatalf("err %v res %+v", err, res)
 	}
 	a, ok := e.fake.Member("7090784486", gmailHash)
-	if !ok || !slices.Equal(a.Phones, []string{phoneHash}) || a.Consent != (fakegoogle.Consent{AdUserData: "CONSENT_GRANTED", AdPersonalization: "CONSENT_GRANTED"}) {
+	if !ok || !slices.Equal(a.Phones, []string{phoneHash}) || a.Consent != (googletest.Consent{AdUserData: "CONSENT_GRANTED", AdPersonalization: "CONSENT_GRANTED"}) {
 		t.Errorf("member a %+v", a)
 	}
 	b, _ := e.fake.Member("7090784486", sha("+4930123456"))
-	if b.Consent != (fakegoogle.Consent{AdUserData: "CONSENT_GRANTED", AdPersonalization: "CONSENT_DENIED"}) {
+	if b.Consent != (googletest.Consent{AdUserData: "CONSENT_GRANTED", AdPersonalization: "CONSENT_DENIED"}) {
 		t.Errorf("member b consent %+v (must be sent truthfully)", b.Consent)
 	}
 	if _, err := e.dm.RemoveMembers(context.Background(), e.list, ms[:1]); err != nil {
@@ -159,7 +159,7 @@ func TestEventsValid(t *testing.T) {
 	ev, ok := e.fake.Event("apply-0")
 	if !ok || ev.Destination != "555" || !ev.Timestamp.Equal(in[0].Time) || ev.Gclid != "gclid-0" || ev.Source != "WEB" ||
 		ev.Value == nil || *ev.Value != 1500.5 || ev.Currency != "EUR" || !slices.Equal(ev.Emails, []string{gmailHash}) ||
-		ev.Consent != (fakegoogle.Consent{AdUserData: "CONSENT_GRANTED", AdPersonalization: "CONSENT_DENIED"}) {
+		ev.Consent != (googletest.Consent{AdUserData: "CONSENT_GRANTED", AdPersonalization: "CONSENT_DENIED"}) {
 		t.Errorf("event %+v", ev)
 	}
 	if ev, _ := e.fake.Event("apply-1"); ev.Wbraid != "wbraid-1" || len(ev.Emails) != 0 {
@@ -200,7 +200,7 @@ func TestEventsOldRefusedLocally(t *testing.T) {
 
 func TestRetries(t *testing.T) {
 	e := setup(t)
-	e.fake.Inject(fakegoogle.Throttled(2*time.Second), fakegoogle.Aborted(), fakegoogle.Unavailable())
+	e.fake.Inject(googletest.Throttled(2*time.Second), googletest.Aborted(), googletest.Unavailable())
 	res, err := e.dm.SendConversions(context.Background(), e.conv, conversions(1))
 	if err != nil || res.Batches[0].Attempts != 4 {
 		t.Fatalf("err %v res %+v", err, res)
@@ -213,7 +213,7 @@ func TestRetries(t *testing.T) {
 
 func TestRetryInfoDetail(t *testing.T) {
 	e := setup(t)
-	e.fake.Inject(fakegoogle.Fault{Status: 429, Body: fakegoogle.Envelope(429, "RESOURCE_EXHAUSTED", "Quota exceeded.",
+	e.fake.Inject(googletest.Fault{Status: 429, Body: googletest.Envelope(429, "RESOURCE_EXHAUSTED", "Quota exceeded.",
 		map[string]any{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "5s"})})
 	if _, err := e.dm.SendConversions(context.Background(), e.conv, conversions(1)); err != nil {
 		t.Fatal(err)
@@ -225,7 +225,7 @@ func TestRetryInfoDetail(t *testing.T) {
 
 func TestPermanentNotRetried(t *testing.T) {
 	e := setup(t)
-	e.fake.InjectN(3, fakegoogle.PermissionDenied())
+	e.fake.InjectN(3, googletest.PermissionDenied())
 	res, err := e.dm.AddMembers(context.Background(), e.list, members(2))
 	var fe *forward.Error
 	if !errors.As(err, &fe) || fe.Kind != forward.Permanent || fe.Code != "PERMISSION_DENIED" || fe.Status != 403 {
@@ -238,7 +238,7 @@ func TestPermanentNotRetried(t *testing.T) {
 
 func TestGivesUpAfterLimit(t *testing.T) {
 	e := setup(t)
-	e.fake.InjectN(10, fakegoogle.Unavailable())
+	e.fake.InjectN(10, googletest.Unavailable())
 	res, err := e.dm.AddMembers(context.Background(), e.list, members(1))
 	if forward.Classify(err) != forward.Retryable || e.fake.Hits() != 4 || res.Batches[0].Attempts != 4 {
 		t.Errorf("err %v hits %d", err, e.fake.Hits())
@@ -250,7 +250,7 @@ func TestTimeoutRetried(t *testing.T) {
 	// The hang lasts until the attempt times out; the retry must then be
 	// answered within the timeout too, also on a loaded machine.
 	e.dm.Timeout = 2 * time.Second
-	e.fake.Inject(fakegoogle.Hang(time.Minute))
+	e.fake.Inject(googletest.Hang(time.Minute))
 	res, err := e.dm.AddMembers(context.Background(), e.list, members(1))
 	if err != nil || res.Batches[0].Attempts != 2 {
 		t.Fatalf("err %v res %+v", err, res)
@@ -268,9 +268,9 @@ func TestAdsUpload(t *testing.T) {
 		t.Fatalf("err %v res %+v", err, res)
 	}
 	c, ok := e.fake.Click("apply-0")
-	want := fakegoogle.Click{CustomerID: "7693729833", Gclid: "gclid-0", ConversionAction: "customers/7693729833/conversionActions/555",
+	want := googletest.Click{CustomerID: "7693729833", Gclid: "gclid-0", ConversionAction: "customers/7693729833/conversionActions/555",
 		ConversionDateTime: "2026-10-14 15:45:18+02:00", OrderID: "apply-0", Currency: "EUR",
-		Consent: fakegoogle.Consent{AdUserData: "GRANTED", AdPersonalization: "DENIED"}, LoginCustomerID: "1234567890", DeveloperToken: devToken}
+		Consent: googletest.Consent{AdUserData: "GRANTED", AdPersonalization: "DENIED"}, LoginCustomerID: "1234567890", DeveloperToken: devToken}
 	if !ok || c.Value == nil || *c.Value != 1 {
 		t.Fatalf("click %+v", c)
 	}

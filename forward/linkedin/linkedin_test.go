@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/jobpixel/jobpixel/forward"
-	"github.com/jobpixel/jobpixel/forward/fakelinkedin"
 	"github.com/jobpixel/jobpixel/forward/internal/fakeclock"
 	"github.com/jobpixel/jobpixel/forward/linkedin"
+	"github.com/jobpixel/jobpixel/forward/linkedin/linkedintest"
 )
 
 const (
@@ -23,7 +23,7 @@ const (
 var t0 = time.Date(2026, 10, 14, 16, 45, 18, 0, time.UTC)
 
 type env struct {
-	fake   *fakelinkedin.Server
+	fake   *linkedintest.Server
 	clock  *fakeclock.Clock
 	client *linkedin.Client
 	dest   forward.Destination
@@ -32,7 +32,7 @@ type env struct {
 func setup(t *testing.T) *env {
 	t.Helper()
 	clock := fakeclock.New(t0)
-	fake := fakelinkedin.Start(fakelinkedin.Config{Token: token, Now: clock.Now})
+	fake := linkedintest.Start(linkedintest.Config{Token: token, Now: clock.Now})
 	t.Cleanup(fake.Close)
 	fake.RegisterEmail("Mary@Example.com")
 	return &env{
@@ -71,10 +71,10 @@ func TestSendConversionsValid(t *testing.T) {
 		t.Fatalf("err %v res %+v", err, res)
 	}
 	ev, ok := e.fake.Event("apply-0")
-	want := fakelinkedin.Event{
+	want := linkedintest.Event{
 		Conversion: "urn:lla:llaPartnerConversion:23456", ConversionHappenedAt: t0.Add(-time.Hour).UnixMilli(),
 		Currency: "EUR", Amount: "1500.0", EventID: "apply-0", Version: "202609",
-		UserIDs: []fakelinkedin.UserID{{IDType: "SHA256_EMAIL", IDValue: maryHash}, {IDType: "LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID", IDValue: in[0].LiFatID}},
+		UserIDs: []linkedintest.UserID{{IDType: "SHA256_EMAIL", IDValue: maryHash}, {IDType: "LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID", IDValue: in[0].LiFatID}},
 	}
 	if !ok || fmt.Sprint(ev) != fmt.Sprint(want) {
 		t.Errorf("event\n got %+v\nwant %+v", ev, want)
@@ -146,7 +146,7 @@ func TestPerElementFailures(t *testing.T) {
 
 func TestRetryAfterAndErrors(t *testing.T) {
 	e := setup(t)
-	e.fake.Inject(fakelinkedin.Throttled(7*time.Second), fakelinkedin.ServerError())
+	e.fake.Inject(linkedintest.Throttled(7*time.Second), linkedintest.ServerError())
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(1))
 	if err != nil || res.Batches[0].Attempts != 3 {
 		t.Fatalf("err %v res %+v", err, res)
@@ -154,7 +154,7 @@ func TestRetryAfterAndErrors(t *testing.T) {
 	if s := e.clock.Sleeps(); !slices.Equal(s, []time.Duration{7 * time.Second, 500 * time.Millisecond}) {
 		t.Errorf("sleeps %v", s)
 	}
-	for _, f := range []fakelinkedin.Fault{fakelinkedin.Unauthorized(), fakelinkedin.Sunset()} {
+	for _, f := range []linkedintest.Fault{linkedintest.Unauthorized(), linkedintest.Sunset()} {
 		hits := e.fake.Hits()
 		e.fake.InjectN(2, f)
 		_, err := e.client.SendConversions(context.Background(), e.dest, conversions(1))
@@ -176,7 +176,7 @@ func TestTimeoutRetried(t *testing.T) {
 	// The hang lasts until the attempt times out; the retry must then be
 	// answered within the timeout too, also on a loaded machine.
 	e.client.Timeout = 2 * time.Second
-	e.fake.Inject(fakelinkedin.Hang(time.Minute))
+	e.fake.Inject(linkedintest.Hang(time.Minute))
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(1))
 	if err != nil || res.Batches[0].Attempts != 2 || len(e.fake.Events()) != 1 {
 		t.Fatalf("err %v res %+v", err, res)

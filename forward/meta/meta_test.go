@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/jobpixel/jobpixel/forward"
-	"github.com/jobpixel/jobpixel/forward/fakemeta"
 	"github.com/jobpixel/jobpixel/forward/internal/fakeclock"
 	"github.com/jobpixel/jobpixel/forward/meta"
+	"github.com/jobpixel/jobpixel/forward/meta/metatest"
 )
 
 const (
@@ -28,7 +28,7 @@ const (
 var t0 = time.Date(2026, 10, 14, 16, 45, 18, 0, time.UTC)
 
 type env struct {
-	fake   *fakemeta.Server
+	fake   *metatest.Server
 	clock  *fakeclock.Clock
 	client *meta.Client
 	dest   forward.Destination
@@ -37,7 +37,7 @@ type env struct {
 func setup(t *testing.T) *env {
 	t.Helper()
 	clock := fakeclock.New(t0)
-	fake := fakemeta.Start(fakemeta.Config{Token: token, Now: clock.Now})
+	fake := metatest.Start(metatest.Config{Token: token, Now: clock.Now})
 	t.Cleanup(fake.Close)
 	fake.RegisterEmail(" Mary@Example.com ")
 	fake.RegisterPhone("+1 (555) 987-6543")
@@ -96,10 +96,10 @@ func TestSendConversionsValid(t *testing.T) {
 	if !ok {
 		t.Fatal("apply-1 not recorded")
 	}
-	want := fakemeta.Event{
+	want := metatest.Event{
 		Pixel: pixel, Name: "SubmitApplication", Time: t0.Add(-time.Hour).Unix(), ID: "apply-1",
 		ActionSource: "website", SourceURL: full.SourceURL,
-		User: fakemeta.UserData{
+		User: metatest.UserData{
 			Em: []string{maryHash}, Ph: []string{phoneHash}, ClientIPAddress: "203.0.113.7",
 			ClientUserAgent: full.UserAgent, Fbc: full.FBC, Fbp: full.FBP,
 		},
@@ -117,7 +117,7 @@ func TestSendConversionsValid(t *testing.T) {
 	}
 }
 
-func equalEvent(a, b fakemeta.Event) bool {
+func equalEvent(a, b metatest.Event) bool {
 	return a.Pixel == b.Pixel && a.Name == b.Name && a.Time == b.Time && a.ID == b.ID &&
 		a.ActionSource == b.ActionSource && a.SourceURL == b.SourceURL &&
 		slices.Equal(a.User.Em, b.User.Em) && slices.Equal(a.User.Ph, b.User.Ph) &&
@@ -177,7 +177,7 @@ func TestSendConversionsRefusesOldEventsLocally(t *testing.T) {
 
 func TestSendConversionsRetryAfter(t *testing.T) {
 	e := setup(t)
-	e.fake.InjectN(2, fakemeta.Throttled(3*time.Second))
+	e.fake.InjectN(2, metatest.Throttled(3*time.Second))
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(2))
 	if err != nil {
 		t.Fatal(err)
@@ -197,8 +197,8 @@ func TestSendConversionsCodeBeatsStatus(t *testing.T) {
 	e := setup(t)
 	// Code 17 is a throttle even on HTTP 400; code 2 with is_transient is
 	// retryable; a 502 without an envelope is retryable.
-	e.fake.Inject(fakemeta.Fault{Status: 400, Body: fakemeta.Envelope("OAuthException", 17, 0, false, "(#17) User request limit reached", "", "")},
-		fakemeta.Transient(), fakemeta.ServerError())
+	e.fake.Inject(metatest.Fault{Status: 400, Body: metatest.Envelope("OAuthException", 17, 0, false, "(#17) User request limit reached", "", "")},
+		metatest.Transient(), metatest.ServerError())
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(1))
 	if err != nil || res.Batches[0].Attempts != 4 {
 		t.Fatalf("err %v attempts %d", err, res.Batches[0].Attempts)
@@ -207,7 +207,7 @@ func TestSendConversionsCodeBeatsStatus(t *testing.T) {
 
 func TestSendConversionsPermanentNotRetried(t *testing.T) {
 	e := setup(t)
-	e.fake.InjectN(3, fakemeta.Permanent(190, 0, "Invalid OAuth access token"))
+	e.fake.InjectN(3, metatest.Permanent(190, 0, "Invalid OAuth access token"))
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(2))
 	if !errors.Is(err, forward.Permanent) {
 		t.Fatalf("err = %v", err)
@@ -223,7 +223,7 @@ func TestSendConversionsPermanentNotRetried(t *testing.T) {
 
 func TestSendConversionsGivesUp(t *testing.T) {
 	e := setup(t)
-	e.fake.InjectN(10, fakemeta.Transient())
+	e.fake.InjectN(10, metatest.Transient())
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(1))
 	if forward.Classify(err) != forward.Retryable || !strings.Contains(err.Error(), "giving up after 4 attempts") {
 		t.Fatalf("err = %v", err)
@@ -238,7 +238,7 @@ func TestSendConversionsTimeoutRetried(t *testing.T) {
 	// The hang lasts until the attempt times out; the retry must then be
 	// answered within the timeout too, also on a loaded machine.
 	e.client.EventTimeout = 2 * time.Second
-	e.fake.Inject(fakemeta.Hang(time.Minute))
+	e.fake.Inject(metatest.Hang(time.Minute))
 	res, err := e.client.SendConversions(context.Background(), e.dest, conversions(1))
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +329,7 @@ func TestAddMembersRetryReusesSession(t *testing.T) {
 	e := setup(t)
 	audience := forward.Destination{ID: "23850000000000001", Token: token}
 	// 2650/1870145 (update in progress) is retryable.
-	e.fake.Inject(fakemeta.Permanent(2650, meta.SubcodeUpdateInProgress, "Update in progress"))
+	e.fake.Inject(metatest.Permanent(2650, meta.SubcodeUpdateInProgress, "Update in progress"))
 	res, err := e.client.AddMembers(context.Background(), audience, members(12000))
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +343,7 @@ func TestAddMembersRetryReusesSession(t *testing.T) {
 func TestAddMembersFailedBatchEndsSession(t *testing.T) {
 	e := setup(t)
 	audience := forward.Destination{ID: "23850000000000001", Token: token}
-	e.fake.Inject(fakemeta.Permanent(2650, meta.SubcodeSessionTimedOut, "Session timed out"))
+	e.fake.Inject(metatest.Permanent(2650, meta.SubcodeSessionTimedOut, "Session timed out"))
 	res, err := e.client.AddMembers(context.Background(), audience, members(15000))
 	if forward.Classify(err) != forward.Permanent {
 		t.Fatalf("err = %v", err)
@@ -395,8 +395,8 @@ func TestKindOf(t *testing.T) {
 func TestRetryAfterHTTPDate(t *testing.T) {
 	e := setup(t)
 	date := t0.Add(45 * time.Second).Format(http.TimeFormat)
-	e.fake.Inject(fakemeta.Fault{Status: 429, Header: http.Header{"Retry-After": {date}},
-		Body: fakemeta.Envelope("OAuthException", 80003, 0, false, "There have been too many calls", "", "")})
+	e.fake.Inject(metatest.Fault{Status: 429, Header: http.Header{"Retry-After": {date}},
+		Body: metatest.Envelope("OAuthException", 80003, 0, false, "There have been too many calls", "", "")})
 	if _, err := e.client.SendConversions(context.Background(), e.dest, conversions(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestRetryAfterHTTPDate(t *testing.T) {
 func TestRetryAfterBeyondBudgetGivesUpThrottled(t *testing.T) {
 	e := setup(t)
 	e.client.Retry.MaxElapsed = time.Minute
-	e.fake.InjectN(2, fakemeta.Throttled(10*time.Minute))
+	e.fake.InjectN(2, metatest.Throttled(10*time.Minute))
 	res, err := e.client.SendConversions(context.Background(), e.dest, append(conversions(1000), conversion(1000)))
 	if !errors.Is(err, forward.Throttled) || e.fake.Hits() != 1 {
 		t.Fatalf("err %v hits %d", err, e.fake.Hits())

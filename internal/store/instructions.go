@@ -10,7 +10,7 @@ import (
 
 // Instruction is one immutable version of a client's forwarding
 // instruction for a campaign. Spec is the instruction without credentials
-// (JSON, see forward/instruction); Secrets the credentials sealed with the
+// (JSON, see instruction); Secrets the credentials sealed with the
 // deployment key KeyID. A revocation is a version with Revoked set and an
 // empty Spec.
 type Instruction struct {

@@ -1,5 +1,5 @@
 // Package fakeserver is the machinery shared by the fake platform servers
-// (forward/fakemeta, forward/fakegoogle, forward/fakelinkedin): scripted
+// (forward/meta/metatest, forward/google/googletest, forward/linkedin/linkedintest): scripted
 // fault injection, an httptest.Server wrapper, exact-case strict JSON
 // decoding and hashing helpers.
 package fakeserver

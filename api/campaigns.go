@@ -1,0 +1,181 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jobpixel/jobpixel/internal/store"
+)
+
+// campaignJSON is a campaign as the API shows it.
+type campaignJSON struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Consentless string    `json:"consentless"`
+	Sensitive   bool      `json:"sensitive"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+func toJSON(c store.Campaign) campaignJSON {
+	return campaignJSON{ID: c.ID, Name: c.Name, Consentless: string(c.Consentless), Sensitive: c.Sensitive, UpdatedAt: c.UpdatedAt}
+}
+
+// campaignInput is the body of POST and PATCH /api/v1/campaigns.
+type campaignInput struct {
+	Name        *string `json:"name"`
+	Consentless *string `json:"consentless"`
+	Sensitive   *bool   `json:"sensitive"`
+}
+
+const maxBody = 64 << 10
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &apiError{http.StatusBadRequest, "invalid JSON body: " + err.Error()}
+	}
+	return nil
+}
+
+func (in *campaignInput) apply(c *store.Campaign) error {
+	if in.Name != nil {
+		n := strings.TrimSpace(*in.Name)
+		if n == "" || len(n) > 200 {
+			return &apiError{http.StatusBadRequest, "name: must be 1 to 200 characters"}
+		}
+		c.Name = n
+	}
+	if in.Consentless != nil {
+		switch m := store.ConsentlessMode(*in.Consentless); m {
+		case store.ConsentlessCount, store.ConsentlessDrop:
+			c.Consentless = m
+		default:
+			return &apiError{http.StatusBadRequest, fmt.Sprintf("consentless: must be %q or %q", store.ConsentlessCount, store.ConsentlessDrop)}
+		}
+	}
+	if in.Sensitive != nil {
+		c.Sensitive = *in.Sensitive
+	}
+	return nil
+}
+
+func (a *API) listCampaigns(w http.ResponseWriter, r *http.Request) {
+	c, err := a.client(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	cs, err := a.st.ClientCampaigns(r.Context(), c.ID)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]campaignJSON, len(cs))
+	for i, x := range cs {
+		out[i] = toJSON(x)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"campaigns": out})
+}
+
+func (a *API) createCampaign(w http.ResponseWriter, r *http.Request) {
+	c, err := a.client(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var in campaignInput
+	if err := decodeBody(r, &in); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if in.Name == nil {
+		a.fail(w, r, &apiError{http.StatusBadRequest, "name: required"})
+		return
+	}
+	camp := store.Campaign{Consentless: store.ConsentlessCount}
+	if err := in.apply(&camp); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	created, err := a.st.CreateCampaign(r.Context(), c.ID, camp.Name,
+		store.CampaignOptions{Consentless: camp.Consentless, Sensitive: camp.Sensitive})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("campaign created", "client", c.ID, "campaign", created.ID)
+	writeJSON(w, http.StatusCreated, toJSON(created))
+}
+
+func (a *API) ownCampaign(w http.ResponseWriter, r *http.Request) (store.Client, store.Campaign, bool) {
+	c, err := a.client(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return c, store.Campaign{}, false
+	}
+	id := r.PathValue("id")
+	if !store.ValidID(id) {
+		a.fail(w, r, &apiError{http.StatusNotFound, "campaign not found"})
+		return c, store.Campaign{}, false
+	}
+	camp, err := a.st.ClientCampaign(r.Context(), c.ID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		err = &apiError{http.StatusNotFound, "campaign not found"}
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return c, store.Campaign{}, false
+	}
+	return c, camp, true
+}
+
+func (a *API) getCampaign(w http.ResponseWriter, r *http.Request) {
+	if _, camp, ok := a.ownCampaign(w, r); ok {
+		writeJSON(w, http.StatusOK, toJSON(camp))
+	}
+}
+
+func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) {
+	c, camp, ok := a.ownCampaign(w, r)
+	if !ok {
+		return
+	}
+	var in campaignInput
+	if err := decodeBody(r, &in); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := in.apply(&camp); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	updated, err := a.st.UpdateCampaign(r.Context(), camp)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("campaign updated", "client", c.ID, "campaign", camp.ID, "consentless", camp.Consentless, "sensitive", camp.Sensitive)
+	writeJSON(w, http.StatusOK, toJSON(updated))
+}
+
+// eraseCampaign deletes every visitor-derived row of the campaign: the
+// client's documented instruction to delete. 202: the deletion is recorded
+// and runs in the background (ClickHouse mutations).
+func (a *API) eraseCampaign(w http.ResponseWriter, r *http.Request) {
+	c, camp, ok := a.ownCampaign(w, r)
+	if !ok {
+		return
+	}
+	if err := a.st.EraseCampaign(r.Context(), "client:"+c.ID, c.ID, camp.ID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("campaign data erased on the client's request", "client", c.ID, "campaign", camp.ID)
+	writeJSON(w, http.StatusAccepted, map[string]string{"campaign": camp.ID, "status": "erasing"})
+}

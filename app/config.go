@@ -1,0 +1,204 @@
+package app
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jobpixel/jobpixel/instruction"
+)
+
+// Config is the whole configuration of a jobpixel process. Every field is a
+// flag with an environment override (JOBPIXEL_ + upper-cased flag name with
+// "." and "-" as "_"); an explicit flag wins over the environment.
+type Config struct {
+	Roles   string
+	DataDir string
+
+	IngestAddr     string
+	APIAddr        string
+	TrustedProxies string
+	QueueSize      int
+	SpoolDir       string
+	SpoolMaxBytes  int
+	MaxBodyBytes   int
+	GeoIPDB        string
+	IPv4Bits       int
+	IPv6Bits       int
+	DenyParams     string
+	MetaVendorID   int
+	LinkedInVendor int
+
+	KafkaBrokers    string
+	KafkaTopic      string
+	KafkaPartitions int
+	KafkaGroup      string
+	BrokerPort      int
+
+	ClickHouseAddr     string
+	ClickHouseDatabase string
+	ClickHouseUser     string
+	ClickHousePassword string
+
+	BatchSize     int
+	FlushInterval time.Duration
+
+	Demo bool
+
+	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
+	MetricsAddr     string
+
+	// Forwarding to ad platforms (role forward; see forward.go).
+	SecretsKey              string
+	ForwardAllowedHosts     string
+	ForwardGroup            string
+	ForwardRefresh          time.Duration
+	ForwardAudienceInterval time.Duration
+	ForwardMaxHold          time.Duration
+	ForwardStopGrace        time.Duration
+	ForwardMetaVersion      string
+	ForwardLinkedInVersion  string
+	ForwardAdsVersion       string
+}
+
+// envName maps a flag name to its environment variable.
+func envName(flagName string) string {
+	r := strings.NewReplacer(".", "_", "-", "_")
+	return "JOBPIXEL_" + strings.ToUpper(r.Replace(flagName))
+}
+
+// Register declares the flags on fs. Defaults come from the environment
+// when set there.
+func (c *Config) Register(fs *flag.FlagSet) {
+	str := func(p *string, name, def, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	num := func(p *int, name string, def int, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				def = n
+			}
+		}
+		fs.IntVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	dur := func(p *time.Duration, name string, def time.Duration, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				def = d
+			}
+		}
+		fs.DurationVar(p, name, def, help+" (env "+envName(name)+")")
+	}
+	str(&c.Roles, "roles", "ingest,pipeline,api", "comma-separated roles this process runs: ingest, pipeline, api, forward")
+	str(&c.DataDir, "data-dir", ".data", "directory for local state (embedded broker data, demo.env)")
+	str(&c.IngestAddr, "ingest.addr", "127.0.0.1:8080", "listen address of the hit endpoint (/p.gif, /e)")
+	str(&c.APIAddr, "api.addr", "127.0.0.1:8081", "listen address of the client API")
+	str(&c.TrustedProxies, "ingest.trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is trusted; empty trusts none")
+	num(&c.QueueSize, "ingest.queue-size", 65536, "hits buffered in memory for Kafka")
+	num(&c.MaxBodyBytes, "ingest.max-body", 64<<10, "largest accepted POST /e body in bytes")
+	str(&c.SpoolDir, "ingest.spool-dir", "", "disk spool for hits while Kafka is down or slow, replayed when it is back (default DATA_DIR/spool)")
+	num(&c.SpoolMaxBytes, "ingest.spool-max-bytes", 1<<30, "size cap of the disk spool in bytes; when it is full too, hits are shed (503, X-Jobpixel-Reject: spool_full)")
+	num(&c.IPv4Bits, "anonymize.ipv4-bits", 24, "leading bits kept of IPv4 addresses (1-24; never more)")
+	num(&c.IPv6Bits, "anonymize.ipv6-bits", 48, "leading bits kept of IPv6 addresses (1-48; never more)")
+	str(&c.DenyParams, "anonymize.deny-params", "", "comma-separated query parameters removed from URLs and referrers, besides the built-in list")
+	str(&c.GeoIPDB, "geoip.db", "", "path of a GeoIP2-layout City or Country .mmdb (see geo/README.md); empty disables GeoIP")
+	num(&c.MetaVendorID, "consent.meta-vendor-id", 0, "TCF vendor id used for Meta; 0 = not a TCF vendor")
+	num(&c.LinkedInVendor, "consent.linkedin-vendor-id", 0, "TCF vendor id used for LinkedIn; 0 = not a TCF vendor")
+	str(&c.KafkaBrokers, "kafka.brokers", "", "comma-separated Kafka brokers; empty starts an embedded development broker")
+	str(&c.KafkaTopic, "kafka.topic", "jobpixel.hits", "topic of accepted hits")
+	num(&c.KafkaPartitions, "kafka.partitions", 6, "partitions of the topic on the embedded broker")
+	str(&c.KafkaGroup, "kafka.group", "jobpixel-pipeline", "consumer group of the pipeline")
+	num(&c.BrokerPort, "broker.port", 19092, "port of the embedded development broker")
+	str(&c.ClickHouseAddr, "clickhouse.addr", "127.0.0.1:19000", "ClickHouse native-protocol address")
+	str(&c.ClickHouseDatabase, "clickhouse.database", "jobpixel", "ClickHouse database")
+	str(&c.ClickHouseUser, "clickhouse.user", "default", "ClickHouse user")
+	str(&c.ClickHousePassword, "clickhouse.password", "", "ClickHouse password (no default)")
+	num(&c.BatchSize, "pipeline.batch-size", 50000, "most rows per ClickHouse insert")
+	dur(&c.FlushInterval, "pipeline.flush-interval", 500*time.Millisecond, "longest a consumed hit waits for its insert")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "deadline of a graceful shutdown")
+	str(&c.SecretsKey, "secrets.key", "", "base64 of 32 random bytes sealing forwarding credentials with AES-256-GCM (no default: without it instructions carrying credentials are refused and the forward role does not start)")
+	str(&c.ForwardAllowedHosts, "forward.allowed-hosts", instruction.DefaultAllowedHosts, "comma-separated hosts (host or host:port) forwarding may send to; an instruction naming another destination is refused")
+	str(&c.ForwardGroup, "forward.group", "jobpixel-forward", "consumer-group prefix of the forward role (one group per platform: PREFIX-google, PREFIX-meta, PREFIX-linkedin)")
+	dur(&c.ForwardRefresh, "forward.refresh", 2*time.Second, "how often the forwarder re-reads instructions (at most 5s): a revocation stops forwarding within it")
+	dur(&c.ForwardAudienceInterval, "forward.audience-interval", 10*time.Second, "how often audiences are reconciled with their segments (additions, expiry and removals)")
+	dur(&c.ForwardMaxHold, "forward.max-hold", 15*time.Minute, "how long retryable platform failures are retried before the items are dead-lettered")
+	dur(&c.ForwardStopGrace, "forward.stop-grace", 10*time.Second, "on shutdown, how long in-flight platform requests may finish and be recorded")
+	str(&c.ForwardMetaVersion, "forward.meta-version", "v25.0", "Meta Graph API version")
+	str(&c.ForwardLinkedInVersion, "forward.linkedin-version", "202610", "LinkedIn-Version header (YYYYMM)")
+	str(&c.ForwardAdsVersion, "forward.google-ads-version", "v22", "Google Ads API version")
+	str(&c.MetricsAddr, "metrics.addr", "", "listen address of /metrics, /healthz and /readyz for processes without ingest or api (e.g. a pipeline replica); empty: none")
+	dur(&c.DrainDelay, "shutdown.drain-delay", 0, "on SIGTERM, how long /readyz answers 503 while hits are still served, before the listeners close (set it to the load balancer's probe period, e.g. 5s); counts against shutdown-timeout")
+	if v, ok := os.LookupEnv(envName("demo")); ok {
+		c.Demo = v == "1" || v == "true"
+	}
+	fs.BoolVar(&c.Demo, "demo", c.Demo, "create a demo client and campaign and write DATA_DIR/demo.env (env JOBPIXEL_DEMO)")
+}
+
+// list splits a comma-separated flag value, trimming blanks and dropping
+// empty items.
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// roleSet is what -roles asks this process to run.
+type roleSet struct{ ingest, pipeline, api, forward bool }
+
+func (c *Config) roles() (roleSet, error) {
+	var rs roleSet
+	for _, r := range list(c.Roles) {
+		switch r {
+		case "ingest":
+			rs.ingest = true
+		case "pipeline":
+			rs.pipeline = true
+		case "api":
+			rs.api = true
+		case "forward":
+			rs.forward = true
+		default:
+			return rs, fmt.Errorf("unknown role %q (want ingest, pipeline, api, forward)", r)
+		}
+	}
+	if rs == (roleSet{}) {
+		return rs, fmt.Errorf("no role given")
+	}
+	return rs, nil
+}
+
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list(c.TrustedProxies) {
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("ingest.trusted-proxies: %w", err)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("ingest.trusted-proxies: %w", err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func (c *Config) brokers() []string { return list(c.KafkaBrokers) }
+
+func (c *Config) denyParams() []string { return list(c.DenyParams) }

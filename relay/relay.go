@@ -1,0 +1,634 @@
+// Package relay forwards hits from Kafka to one ad platform, only as the
+// client instructed and the visitor consented, and records every send in
+// the ClickHouse forwarding ledger.
+//
+// A Relay is one member of its platform's own Kafka consumer group (e.g.
+// "jobpixel-forward-meta"), apart from the pipeline's, so a slow or failing
+// platform never slows ingest, ClickHouse writes or the other platforms.
+// Each assigned partition is consumed by one goroutine:
+//
+//  1. Hits are buffered for FlushInterval (or BatchSize hits).
+//  2. For each hit the campaign's current instruction (refreshed every
+//     Refresh, at most 5 s) is looked up: no instruction, a revoked one, a
+//     sensitive campaign or another client's campaign means nothing leaves.
+//  3. Conversions: for each conversion mapping of the hit's event, the hit
+//     is forwarded only if consent.Decision.AllowsAds(platform) and the
+//     conversion was not sent before (dedup by event id and destination,
+//     loaded from forward_sent when the partition is assigned).
+//     Audiences: if an audience segment of the instruction mentions the
+//     event and Decision.AllowsAudience(platform), an audience fact (hashed
+//     e-mail, event, time) is recorded; the audience reconciler turns facts
+//     into additions and removals.
+//  4. Conversions are sent per destination through the platform client,
+//     each send only after its write-ahead intent (forward_intents) was
+//     recorded, and marked done with its ledger rows;
+//     every platform request gets a forward_ledger row, every item refused
+//     for good a forward_dead_letters row, every item done a forward_sent
+//     row. Retryable and throttled items are retried (the partition holds)
+//     until MaxHold, then dead-lettered.
+//  5. Only then is the Kafka offset committed.
+//
+// A restart resumes from the committed offset and skips what forward_sent
+// records as done. The one window left is a crash after a platform
+// accepted a request and before forward_sent recorded it: those items are
+// sent again with the same dedup keys (Meta event_id, Google transactionId
+// / orderId, LinkedIn eventId), which the platforms deduplicate; the first
+// send stays on record as an intent without a done row (reported by the
+// ledger API as unconfirmed).
+//
+// The member of the group that owns partition 0 also runs the audience
+// reconciler (see audience.go).
+package relay
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/jobpixel/jobpixel/consent"
+	"github.com/jobpixel/jobpixel/forward"
+	"github.com/jobpixel/jobpixel/instruction"
+	"github.com/jobpixel/jobpixel/internal/store"
+	"github.com/jobpixel/jobpixel/schemas"
+)
+
+// Config configures the relay of one platform.
+type Config struct {
+	Brokers []string
+	Topic   string
+	// Group is the consumer group; it must differ from the pipeline's and
+	// from the other platforms' groups.
+	Group    string
+	Platform consent.Platform
+
+	// Key opens the instructions' credentials; without it instructions
+	// with credentials cannot be used (their items are dead-lettered).
+	Key *instruction.Key
+	// Allow is the deployment's destination allow-list, checked again
+	// before every send.
+	Allow instruction.AllowList
+
+	// FlushInterval is the longest a hit waits before it is forwarded
+	// (default 500 ms); BatchSize the most hits per flush (default 1,000).
+	FlushInterval time.Duration
+	BatchSize     int
+	// Refresh is how often instructions are re-read (default 2 s, at most
+	// 5 s): a revocation stops forwarding within it.
+	Refresh time.Duration
+	// AudienceInterval is how often audiences are reconciled (default
+	// 10 s); a changed or revoked instruction triggers a run at once.
+	AudienceInterval time.Duration
+	// MaxHold is how long retryable failures are retried before the items
+	// are dead-lettered (default 15 min).
+	MaxHold time.Duration
+	// StopGrace is how long in-flight sends may finish after Run's
+	// context ends (default 10 s; negative: abort at once, like a crash).
+	StopGrace time.Duration
+	// DedupWindow is how many recent sent conversions per partition are
+	// remembered (default 100,000).
+	DedupWindow int
+
+	// Platform client settings; zero values mean the clients' defaults.
+	HTTPClient      *http.Client
+	Retry           forward.RetryPolicy
+	MetaVersion     string
+	LinkedInVersion string
+	AdsVersion      string
+
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is what the relay reads and writes; *store.Store implements it.
+type Store interface {
+	CurrentInstructions(ctx context.Context) ([]store.CurrentInstruction, error)
+	InstructionVersion(ctx context.Context, campaignID string, version uint32) (store.Instruction, error)
+	Campaigns(ctx context.Context) ([]store.Campaign, error)
+	InsertLedger(ctx context.Context, rows []store.LedgerRow) error
+	InsertIntents(ctx context.Context, rows []store.Intent) error
+	InsertDeadLetters(ctx context.Context, rows []store.DeadLetter) error
+	InsertSent(ctx context.Context, rows []store.Sent) error
+	SentSince(ctx context.Context, platform string, partition int, from int64, limit int) ([]store.SentKey, error)
+	InsertAudienceFacts(ctx context.Context, rows []store.AudienceFact) error
+	SegmentMembers(ctx context.Context, q store.SegmentQuery) ([]store.AudienceMember, error)
+	InsertAudienceChanges(ctx context.Context, rows []store.AudienceChange) error
+	AudienceMembers(ctx context.Context, platform, campaignID string) ([]store.AudienceMember, error)
+	AudienceCampaigns(ctx context.Context, platform string) ([]string, error)
+	DeleteAudienceFacts(ctx context.Context, platform, campaignID string, version uint32) error
+}
+
+// Relay forwards one platform's share of the hits.
+type Relay struct {
+	cfg  Config
+	st   Store
+	log  *slog.Logger
+	m    *metrics
+	book *book
+	aud  *reconciler
+	// recordGrace: see defaultRecordGrace (tests simulate a crash with -1).
+	recordGrace time.Duration
+}
+
+// New validates cfg and returns a relay.
+func New(cfg Config, st Store, log *slog.Logger, reg prometheus.Registerer) (*Relay, error) {
+	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.Group == "" {
+		return nil, errors.New("relay: brokers, topic and group are required")
+	}
+	switch cfg.Platform {
+	case consent.Google, consent.Meta, consent.LinkedIn:
+	default:
+		return nil, fmt.Errorf("relay: unknown platform %v", cfg.Platform)
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 500 * time.Millisecond
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = 2 * time.Second
+	}
+	if cfg.Refresh > 5*time.Second {
+		return nil, fmt.Errorf("relay: refresh %v is longer than 5s: a revocation must stop forwarding within seconds", cfg.Refresh)
+	}
+	if cfg.AudienceInterval <= 0 {
+		cfg.AudienceInterval = 10 * time.Second
+	}
+	if cfg.MaxHold <= 0 {
+		cfg.MaxHold = 15 * time.Minute
+	}
+	if cfg.StopGrace == 0 {
+		cfg.StopGrace = 10 * time.Second
+	}
+	if cfg.DedupWindow <= 0 {
+		cfg.DedupWindow = 100_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	r := &Relay{cfg: cfg, st: st, log: log.With("platform", cfg.Platform.String()),
+		m: newMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"platform": cfg.Platform.String()}, reg))}
+	r.recordGrace = defaultRecordGrace
+	r.book = newBook(st, cfg.Key, cfg.Allow, cfg.Platform, cfg.Now)
+	r.aud = &reconciler{r: r, backoff: map[string]retryState{}, purged: map[string]uint32{}}
+	return r, nil
+}
+
+// Platform returns the relay's platform.
+func (r *Relay) Platform() consent.Platform { return r.cfg.Platform }
+
+// Run consumes until ctx ends; in-flight sends get StopGrace to finish and
+// be recorded. Nothing uncommitted is lost: it is consumed again on the
+// next start.
+func (r *Relay) Run(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := r.book.load(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("loading instructions failed, retrying", "err", err)
+		sleep(ctx, backoff(attempt))
+	}
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
+	go r.book.run(bctx, r.cfg.Refresh, func(err error) {
+		r.m.errors.WithLabelValues("instructions").Inc()
+		r.log.Warn("refreshing instructions failed; forwarding holds once they are stale", "err", err)
+	})
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                r.cfg.Group,
+		Brokers:           r.cfg.Brokers,
+		Topics:            []string{r.cfg.Topic},
+		StartOffset:       kafka.FirstOffset,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("relay %v: consumer group: %w", r.cfg.Platform, err)
+	}
+	defer group.Close()
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.m.errors.WithLabelValues("kafka").Inc()
+			r.log.Warn("joining consumer group failed, retrying", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		assigned := gen.Assignments[r.cfg.Topic]
+		r.log.Info("consumer group generation", "generation", gen.ID, "partitions", len(assigned))
+		var wg sync.WaitGroup
+		for _, a := range assigned {
+			wg.Add(1)
+			gen.Start(func(genCtx context.Context) {
+				defer wg.Done()
+				r.consume(ctx, genCtx, gen, a.ID, a.Offset)
+			})
+			if a.ID == 0 {
+				// One reconciler per platform: the owner of partition 0.
+				wg.Add(1)
+				gen.Start(func(genCtx context.Context) {
+					defer wg.Done()
+					r.aud.run(ctx, genCtx)
+				})
+			}
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// partition is the state of one assigned partition.
+type partition struct {
+	id      int
+	msgs    []kafka.Message
+	work    []*pending // conversions waiting to be (re)sent
+	done    *keySet    // event id + destination of conversions done
+	last    int64      // highest offset taken
+	pending bool       // last moved since the previous commit
+	holds   int        // consecutive flushes that could not finish
+}
+
+// pending is one conversion to send to one destination.
+type pending struct {
+	conv       forward.Conversion
+	target     instruction.Target
+	clientID   string
+	campaignID string
+	version    uint32
+	basis      string
+	eventID    [16]byte
+	partition  int32
+	offset     int64
+	first      time.Time // first attempt
+	lastErr    error
+}
+
+func (p *pending) key() string { return string(p.eventID[:]) + "|" + p.target.Key() }
+
+func (r *Relay) consume(ctx, genCtx context.Context, gen *kafka.Generation, id int, committed int64) {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-genCtx.Done():
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
+	st := &partition{id: id, last: -1, done: newKeySet(r.cfg.DedupWindow)}
+	for attempt := 0; ; attempt++ {
+		keys, err := r.st.SentSince(runCtx, r.cfg.Platform.String(), id, 0, r.cfg.DedupWindow)
+		if err == nil {
+			for i := len(keys) - 1; i >= 0; i-- {
+				st.done.add(string(keys[i].EventID[:]) + "|" + keys[i].Destination)
+			}
+			break
+		}
+		if runCtx.Err() != nil {
+			return
+		}
+		r.m.errors.WithLabelValues("clickhouse").Inc()
+		r.log.Warn("reading sent conversions failed, retrying", "partition", id, "err", err)
+		sleep(runCtx, backoff(attempt))
+	}
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Partition: id,
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, ReadBatchTimeout: 2 * time.Second,
+	})
+	defer reader.Close()
+	start := committed
+	if start < 0 {
+		start = kafka.FirstOffset
+	}
+	if err := reader.SetOffset(start); err != nil {
+		r.log.Error("set offset", "partition", id, "offset", start, "err", err)
+		return
+	}
+	deadline := time.Now().Add(r.cfg.FlushInterval)
+	hold := false
+	for {
+		if !hold {
+			fctx, fcancel := context.WithDeadline(runCtx, deadline)
+			msg, err := reader.FetchMessage(fctx)
+			fcancel()
+			if err == nil {
+				st.msgs = append(st.msgs, msg)
+				st.last, st.pending = msg.Offset, true
+				r.m.consumed.Inc()
+				if len(st.msgs) < r.cfg.BatchSize {
+					continue
+				}
+			} else if runCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+				r.m.errors.WithLabelValues("kafka").Inc()
+				r.log.Warn("kafka fetch failed", "partition", id, "err", err)
+				sleep(runCtx, 500*time.Millisecond)
+			}
+		}
+		if st.pending || len(st.work) > 0 {
+			var ok bool
+			if ok, hold = r.flush(runCtx, gen, st); !ok {
+				return
+			}
+		}
+		if runCtx.Err() != nil {
+			// Whatever is not committed is consumed again by the next owner.
+			return
+		}
+		if hold {
+			// Retry the failed sends after a backoff, without reading
+			// further: offsets after them are not committed either.
+			st.holds++
+			r.m.holding.Set(1)
+			sleep(runCtx, backoff(st.holds))
+		} else {
+			st.holds = 0
+			r.m.holding.Set(0)
+		}
+		deadline = time.Now().Add(r.cfg.FlushInterval)
+	}
+}
+
+// defaultRecordGrace is how long, after shutdown began, the records of
+// requests a platform already answered may still be written.
+const defaultRecordGrace = 30 * time.Second
+
+// graceContext returns a context that outlives ctx by grace: sends and
+// their records use it, so a batch in flight can finish and be recorded on
+// shutdown. A negative grace ends it with ctx.
+func graceContext(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		if grace < 0 {
+			cancel()
+			return
+		}
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(gctx, func() { t.Stop() })
+	})
+	return gctx, func() { stop(); cancel() }
+}
+
+// flush turns the buffered hits into work, sends it, records the outcome
+// and commits. ok is false if the partition must stop; hold is true if
+// something must be retried before the partition may advance.
+func (r *Relay) flush(runCtx context.Context, gen *kafka.Generation, st *partition) (ok, hold bool) {
+	snap := r.book.get()
+	if snap == nil || r.cfg.Now().Sub(snap.at) > 2*r.cfg.Refresh+time.Second {
+		// Instructions are stale: a revocation might be unknown. Hold.
+		r.m.errors.WithLabelValues("stale_instructions").Inc()
+		return true, true
+	}
+	// Platform requests may run StopGrace past shutdown (a negative grace
+	// abandons them at once); what was answered is recorded in any case.
+	sctx, cancel := graceContext(runCtx, r.cfg.StopGrace)
+	defer cancel()
+	rctx, rcancel := graceContext(runCtx, r.recordGrace)
+	defer rcancel()
+
+	var facts []store.AudienceFact
+	var dead []store.DeadLetter
+	var sent []store.Sent
+	now := r.cfg.Now().UTC()
+	for i := range st.msgs {
+		w, f, d := r.take(snap, st, &st.msgs[i], now)
+		st.work = append(st.work, w...)
+		facts = append(facts, f...)
+		dead = append(dead, d...)
+	}
+	st.msgs = st.msgs[:0]
+	// Re-check held work against the current instructions.
+	st.work = r.recheck(snap, st.work)
+
+	if !r.record(rctx, "audience facts", func(c context.Context) error { return r.st.InsertAudienceFacts(c, facts) }) {
+		return false, false
+	}
+	groups := groupWork(st.work)
+	plans := make([]*convSend, len(groups))
+	var intents []store.Intent
+	for i, g := range groups {
+		plans[i] = r.prepareConversions(snap.campaigns[g[0].campaignID], g, now)
+		if plans[i].err == nil {
+			intents = append(intents, plans[i].intent)
+		}
+	}
+	// Write ahead: no request leaves before its intent is recorded. If it
+	// cannot be, nothing is sent and the partition holds.
+	if !r.record(rctx, "intents", func(c context.Context) error { return r.st.InsertIntents(c, intents) }) {
+		return false, false
+	}
+	var ledger []store.LedgerRow
+	var done []store.Intent
+	var retry []*pending
+	for _, p := range plans {
+		l, s, d, again, fin := r.sendConversions(sctx, p, now)
+		ledger = append(ledger, l...)
+		sent = append(sent, s...)
+		dead = append(dead, d...)
+		retry = append(retry, again...)
+		done = append(done, fin...)
+	}
+	// Record what was done before anything else: it was sent. The intents
+	// are marked done only once their ledger rows are written.
+	if !r.record(rctx, "ledger", func(c context.Context) error { return r.st.InsertLedger(c, ledger) }) ||
+		!r.record(rctx, "intents done", func(c context.Context) error { return r.st.InsertIntents(c, done) }) ||
+		!r.record(rctx, "dead letters", func(c context.Context) error { return r.st.InsertDeadLetters(c, dead) }) ||
+		!r.record(rctx, "sent conversions", func(c context.Context) error { return r.st.InsertSent(c, sent) }) {
+		return false, false
+	}
+	for _, s := range sent {
+		st.done.add(string(s.EventID[:]) + "|" + s.Destination)
+	}
+	st.work = retry
+	if len(st.work) > 0 {
+		return true, true
+	}
+	if !st.pending {
+		return true, false
+	}
+	err := gen.CommitOffsets(map[string]map[int]int64{r.cfg.Topic: {st.id: st.last + 1}})
+	if err != nil {
+		r.m.errors.WithLabelValues("kafka").Inc()
+		r.log.Warn("commit failed", "partition", st.id, "offset", st.last+1, "err", err)
+		return runCtx.Err() == nil, false
+	}
+	st.pending = false
+	return true, false
+}
+
+// record writes to ClickHouse, retrying while ctx lives.
+func (r *Relay) record(ctx context.Context, what string, write func(context.Context) error) bool {
+	for attempt := 0; ; attempt++ {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := write(wctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		r.m.errors.WithLabelValues("clickhouse").Inc()
+		r.log.Warn("recording failed, retrying", "what", what, "attempt", attempt+1, "err", err)
+		if ctx.Err() != nil {
+			return false
+		}
+		sleep(ctx, backoff(attempt))
+	}
+}
+
+// take decides what one hit gives: conversions to send, audience facts and
+// dead letters (instructions that cannot be used).
+func (r *Relay) take(snap *snapshot, st *partition, msg *kafka.Message, now time.Time) ([]*pending, []store.AudienceFact, []store.DeadLetter) {
+	var h schemas.Hit
+	if err := h.Decode(msg.Value); err != nil {
+		r.m.skipped.WithLabelValues("undecodable").Inc()
+		r.log.Error("skipping undecodable message", "partition", msg.Partition, "offset", msg.Offset, "err", err)
+		return nil, nil, nil
+	}
+	if h.Flags&schemas.FlagBot != 0 {
+		r.m.skipped.WithLabelValues("bot").Inc()
+		return nil, nil, nil
+	}
+	e := snap.campaigns[string(h.Campaign)]
+	if why := e.state(); why != "" {
+		r.m.skipped.WithLabelValues(why).Inc()
+		return nil, nil, nil
+	}
+	if string(h.Client) != e.inst.ClientID {
+		r.m.skipped.WithLabelValues("other_client").Inc()
+		return nil, nil, nil
+	}
+	p := r.cfg.Platform
+	d := consent.Decision(h.Consent)
+	var work []*pending
+	var facts []store.AudienceFact
+	var dead []store.DeadLetter
+	for _, t := range e.conv {
+		if t.Event != h.Event {
+			continue
+		}
+		if !d.AllowsAds(p) {
+			r.m.skipped.WithLabelValues("no_consent").Inc()
+			continue
+		}
+		pd := &pending{target: t, clientID: e.inst.ClientID, campaignID: e.inst.CampaignID, version: e.inst.Version,
+			basis: basis(d), eventID: h.ID, partition: int32(msg.Partition), offset: msg.Offset, first: now}
+		if st.done.has(pd.key()) {
+			r.m.skipped.WithLabelValues("already_sent").Inc()
+			continue
+		}
+		if e.err != nil {
+			dead = append(dead, r.deadLetter(pd, forward.Permanent, 0, "", "instruction unusable: "+e.err.Error(), now))
+			continue
+		}
+		conv, ok := conversion(&h, t, d)
+		if !ok {
+			r.m.skipped.WithLabelValues("no_identifier").Inc()
+			continue
+		}
+		pd.conv = conv
+		work = append(work, pd)
+	}
+	if len(e.audiences) > 0 && e.err == nil {
+		mentioned := false
+		for _, a := range e.audiences {
+			mentioned = mentioned || a.Mentions(h.Event)
+		}
+		switch {
+		case !mentioned:
+		case !d.AllowsAudience(p):
+			r.m.skipped.WithLabelValues("no_audience_consent").Inc()
+		default:
+			if f, ok := fact(&h, p, e, msg); ok {
+				facts = append(facts, f)
+			} else {
+				r.m.skipped.WithLabelValues("no_identifier").Inc()
+			}
+		}
+	}
+	return work, facts, dead
+}
+
+// recheck drops held work whose campaign may no longer be forwarded or
+// whose destination left the instruction.
+func (r *Relay) recheck(snap *snapshot, work []*pending) []*pending {
+	out := work[:0]
+	for _, p := range work {
+		e := snap.campaigns[p.campaignID]
+		if why := e.state(); why != "" {
+			r.m.skipped.WithLabelValues(why).Inc()
+			continue
+		}
+		keep := false
+		for _, t := range e.conv {
+			if t.Key() == p.target.Key() && t.Event == p.target.Event {
+				p.target, p.version = t, e.inst.Version
+				keep = true
+				break
+			}
+		}
+		if !keep {
+			r.m.skipped.WithLabelValues("instruction_changed").Inc()
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// groupWork groups work by campaign, instruction version and destination.
+func groupWork(work []*pending) [][]*pending {
+	idx := map[string]int{}
+	var out [][]*pending
+	for _, p := range work {
+		k := fmt.Sprintf("%s|%d|%s", p.campaignID, p.version, p.target.Key())
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], p)
+	}
+	return out
+}
+
+func (r *Relay) deadLetter(p *pending, kind forward.Kind, status int, code, reason string, now time.Time) store.DeadLetter {
+	return store.DeadLetter{At: now, ClientID: p.clientID, CampaignID: p.campaignID, Platform: r.cfg.Platform.String(),
+		Purpose: store.PurposeConversions, API: p.target.API, Destination: p.target.Key(), InstructionVersion: p.version,
+		Item: hex.EncodeToString(p.eventID[:]), Kind: kind.String(), Status: uint16(status), Code: code, Reason: reason,
+		KafkaPartition: p.partition, KafkaOffset: p.offset}
+}
+
+func backoff(attempt int) time.Duration {
+	d := 200 * time.Millisecond << min(attempt, 5)
+	return min(d, 5*time.Second)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
