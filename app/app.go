@@ -79,8 +79,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		brokers = []string{a.broker.Addr()}
 		log.Info("embedded development broker started (set JOBPIXEL_KAFKA_BROKERS for a real cluster)", "addr", a.broker.Addr())
 	}
-	a.st, err = store.Open(ctx, store.Config{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase,
-		User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword})
+	a.st, err = cfg.openStore(ctx)
 	if err != nil {
 		return nil, err
 	}

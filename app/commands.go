@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 
 	"github.com/jobpixel/jobpixel/internal/devbroker"
-	"github.com/jobpixel/jobpixel/internal/store"
 )
 
 // Serve runs the configured roles until ctx ends, then stops them in order.
@@ -82,8 +81,7 @@ func Migrate(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, store.Config{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase,
-		User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword})
+	st, err := cfg.openStore(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,10 @@
 package app
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -9,7 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/jobpixel/jobpixel/instruction"
+	"github.com/jobpixel/jobpixel/internal/store"
+	"github.com/jobpixel/jobpixel/internal/tlsconf"
 )
 
 // Config is the whole configuration of a jobpixel process. Every field is a
@@ -43,6 +51,7 @@ type Config struct {
 	ClickHouseDatabase string
 	ClickHouseUser     string
 	ClickHousePassword string
+	ClickHouseTLS      tlsconf.Options
 
 	BatchSize     int
 	FlushInterval time.Duration
@@ -75,6 +84,14 @@ func envName(flagName string) string {
 // Register declares the flags on fs. Defaults come from the environment
 // when set there.
 func (c *Config) Register(fs *flag.FlagSet) {
+	boolean := func(p *bool, name string, def bool, help string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			if b, err := strconv.ParseBool(v); err == nil {
+				def = b
+			}
+		}
+		fs.BoolVar(p, name, def, help+" (env "+envName(name)+")")
+	}
 	str := func(p *string, name, def, help string) {
 		if v, ok := os.LookupEnv(envName(name)); ok {
 			def = v
@@ -121,6 +138,11 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	str(&c.ClickHouseDatabase, "clickhouse.database", "jobpixel", "ClickHouse database")
 	str(&c.ClickHouseUser, "clickhouse.user", "default", "ClickHouse user")
 	str(&c.ClickHousePassword, "clickhouse.password", "", "ClickHouse password (no default)")
+	boolean(&c.ClickHouseTLS.Enable, "clickhouse.tls", false, "connect to ClickHouse with TLS (its secure native port, usually 9440); implied by any -clickhouse.tls-* flag")
+	str(&c.ClickHouseTLS.CAFile, "clickhouse.tls-ca", "", "PEM file of the CAs that may sign ClickHouse's certificate; empty: the system's roots")
+	str(&c.ClickHouseTLS.CertFile, "clickhouse.tls-cert", "", "PEM client certificate for ClickHouse, if it requires one (with -clickhouse.tls-key)")
+	str(&c.ClickHouseTLS.KeyFile, "clickhouse.tls-key", "", "PEM key of -clickhouse.tls-cert")
+	str(&c.ClickHouseTLS.ServerName, "clickhouse.tls-server-name", "", "name checked against ClickHouse's certificate; empty: the host of -clickhouse.addr")
 	num(&c.BatchSize, "pipeline.batch-size", 50000, "most rows per ClickHouse insert")
 	dur(&c.FlushInterval, "pipeline.flush-interval", 500*time.Millisecond, "longest a consumed hit waits for its insert")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "deadline of a graceful shutdown")
@@ -140,6 +162,42 @@ func (c *Config) Register(fs *flag.FlagSet) {
 		c.Demo = v == "1" || v == "true"
 	}
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "create a demo client and campaign and write DATA_DIR/demo.env (env JOBPIXEL_DEMO)")
+}
+
+// openStore connects to ClickHouse as the -clickhouse.* flags say.
+func (c *Config) openStore(ctx context.Context) (*store.Store, error) {
+	tc, err := c.ClickHouseTLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	st, err := store.Open(ctx, store.Config{Addr: c.ClickHouseAddr, Database: c.ClickHouseDatabase,
+		User: c.ClickHouseUser, Password: c.ClickHousePassword, TLS: tc})
+	if err != nil {
+		return nil, clickhouseHint(err, tc != nil)
+	}
+	return st, nil
+}
+
+// clickhouseHint adds to a failed connection the flags that usually fix it.
+func clickhouseHint(err error, useTLS bool) error {
+	var ex *clickhouse.Exception
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var notTLS tls.RecordHeaderError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &ex) && (ex.Code == 193 || ex.Code == 194 || ex.Code == 516):
+		return fmt.Errorf("%w (authentication failed: check -clickhouse.user and -clickhouse.password)", err)
+	case errors.As(err, &unknownCA) || strings.Contains(msg, "certificate signed by unknown authority"):
+		return fmt.Errorf("%w (ClickHouse's certificate is not signed by a trusted CA: check -clickhouse.tls-ca)", err)
+	case errors.As(err, &hostname):
+		return fmt.Errorf("%w (check -clickhouse.tls-server-name)", err)
+	case errors.As(err, &notTLS) || strings.Contains(msg, "does not look like a TLS handshake"):
+		return fmt.Errorf("%w (the port does not speak TLS: use the secure native port, usually 9440, or drop -clickhouse.tls)", err)
+	case !useTLS && strings.Contains(msg, "handshake"):
+		return fmt.Errorf("%w (the server closed the connection during the handshake: if this is the secure native port, set -clickhouse.tls)", err)
+	}
+	return err
 }
 
 // list splits a comma-separated flag value, trimming blanks and dropping

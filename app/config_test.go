@@ -106,3 +106,41 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatalf("third run applied %v, %v", applied, err)
 	}
 }
+
+// TestMigrateOverTLS runs `jobpixel migrate` with the -clickhouse.tls-*
+// flags against a ClickHouse 18.16 of the test's own that serves only TLS
+// with a password: the right flags migrate; each wrong one fails with the
+// flag to fix in the error.
+func TestMigrateOverTLS(t *testing.T) {
+	certs := testenv.MakeCerts(t)
+	srv := testenv.StartServer(t, testenv.ServerOptions{Certs: &certs, Password: "pw-0f9"})
+	log := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	args := func(extra ...string) []string {
+		return append([]string{"-clickhouse.addr", srv.SecureAddr, "-clickhouse.database", "tls_migrate"}, extra...)
+	}
+	if err := Migrate(ctx, args("-clickhouse.tls-ca", certs.CA, "-clickhouse.password", "pw-0f9"), log); err != nil {
+		t.Fatalf("migrate over TLS: %v", err)
+	}
+	t.Setenv("JOBPIXEL_CLICKHOUSE_PASSWORD", "pw-0f9")
+	if err := Migrate(ctx, args("-clickhouse.tls-ca", certs.CA), log); err != nil {
+		t.Fatalf("migrate with the password from the environment: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"wrong password", args("-clickhouse.tls-ca", certs.CA, "-clickhouse.password", "nope"), "-clickhouse.password"},
+		{"system roots only", args("-clickhouse.tls"), "-clickhouse.tls-ca"},
+		{"no TLS to the secure port", args("-clickhouse.tls=false"), "set -clickhouse.tls"},
+		{"TLS to the plain port", []string{"-clickhouse.addr", srv.Addr, "-clickhouse.tls-ca", certs.CA}, "does not speak TLS"},
+		{"missing CA file", args("-clickhouse.tls-ca", certs.CA+".missing"), "tls: read CA file"},
+		{"wrong server name", args("-clickhouse.tls-ca", certs.CA, "-clickhouse.tls-server-name", "clickhouse.example"), "-clickhouse.tls-server-name"},
+	} {
+		err := Migrate(ctx, c.args, log)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
+		}
+	}
+}

@@ -41,14 +41,14 @@ var floors = map[string]struct {
 
 	// Pure leaves: nothing of the module, no service.
 	"consent": {1, "consent"}, "anonymize": {1, "anonymize"}, "schemas": {1, "schemas"},
-	"uaclass": {1, "uaclass"}, "geo": {1, "geo"},
+	"uaclass": {1, "uaclass"}, "geo": {1, "geo"}, "internal/tlsconf": {1, "tlsconf"},
 
 	// Test support and the system tests.
 	"forward/meta/metatest": {testOnly, "test"}, "forward/google/googletest": {testOnly, "test"},
 	"forward/linkedin/linkedintest": {testOnly, "test"}, "forward/internal/fakeserver": {testOnly, "test"},
 	"forward/internal/fakeclock": {testOnly, "test"}, "forward/internal/golden": {testOnly, "test"},
 	"internal/testenv": {testOnly, "test"},
-	"systemtest": {testOnly, "systemtest"}, "systemtest/faulttest": {testOnly, "systemtest"},
+	"systemtest":       {testOnly, "systemtest"}, "systemtest/faulttest": {testOnly, "systemtest"},
 }
 
 const testOnly = 100

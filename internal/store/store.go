@@ -7,6 +7,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,9 @@ type Config struct {
 	Database string
 	User     string
 	Password string
+	// TLS, when set, connects with TLS (ClickHouse's secure native port);
+	// nil connects in plain text.
+	TLS *tls.Config
 	// DialTimeout and ReadTimeout default to 5 s and 60 s.
 	DialTimeout time.Duration
 	ReadTimeout time.Duration
@@ -58,6 +62,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return clickhouse.Open(&clickhouse.Options{
 			Addr:         []string{cfg.Addr},
 			Auth:         clickhouse.Auth{Database: db, Username: cfg.User, Password: cfg.Password},
+			TLS:          cfg.TLS,
 			DialTimeout:  cfg.DialTimeout,
 			ReadTimeout:  cfg.ReadTimeout,
 			MaxOpenConns: 16,
