@@ -34,6 +34,7 @@ var floors = map[string]struct {
 	// Domain and storage under the roles.
 	"instruction": {3, "instruction"}, "internal/store": {3, "store"},
 	"internal/salt": {3, "salt"}, "internal/devbroker": {3, "devbroker"},
+	"internal/kafkaconn": {3, "kafkaconn"},
 
 	// Platform clients and their shared types.
 	"forward": {2, "forward"}, "forward/meta": {2, "forward"}, "forward/google": {2, "forward"},
