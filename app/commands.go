@@ -12,12 +12,24 @@ import (
 	"github.com/jobpixel/jobpixel/internal/devbroker"
 )
 
-// Serve runs the configured roles until ctx ends, then stops them in order.
-func Serve(ctx context.Context, args []string, log *slog.Logger) error {
+// parse reads a command's flags and builds its logger (on stderr).
+func parse(name string, args []string, stderr io.Writer) (Config, *slog.Logger, error) {
 	var cfg Config
-	fs := flag.NewFlagSet("jobpixel serve", flag.ContinueOnError)
+	fs := flag.NewFlagSet("jobpixel "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfg.Register(fs)
 	if err := fs.Parse(args); err != nil {
+		return cfg, nil, err
+	}
+	log, err := cfg.Logger(stderr)
+	return cfg, log, err
+}
+
+// Serve runs the configured roles until ctx ends, then stops them in order.
+// It logs to stderr as -log.format and -log.level say.
+func Serve(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, log, err := parse("serve", args, stderr)
+	if err != nil {
 		return err
 	}
 	a, err := Start(ctx, cfg, log)
@@ -74,11 +86,9 @@ Metrics: %[2]s/metrics   Health: %[2]s/readyz   Stop: Ctrl-C
 }
 
 // Migrate applies the ClickHouse migrations and exits.
-func Migrate(ctx context.Context, args []string, log *slog.Logger) error {
-	var cfg Config
-	fs := flag.NewFlagSet("jobpixel migrate", flag.ContinueOnError)
-	cfg.Register(fs)
-	if err := fs.Parse(args); err != nil {
+func Migrate(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, log, err := parse("migrate", args, stderr)
+	if err != nil {
 		return err
 	}
 	st, err := cfg.openStore(ctx)
@@ -96,11 +106,9 @@ func Migrate(ctx context.Context, args []string, log *slog.Logger) error {
 
 // Broker runs a development Kafka broker until ctx ends. Its data survives
 // a restart (a graceful one; see internal/devbroker).
-func Broker(ctx context.Context, args []string, log *slog.Logger) error {
-	var cfg Config
-	fs := flag.NewFlagSet("jobpixel broker", flag.ContinueOnError)
-	cfg.Register(fs)
-	if err := fs.Parse(args); err != nil {
+func Broker(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, log, err := parse("broker", args, stderr)
+	if err != nil {
 		return err
 	}
 	b, err := devbroker.Start(devbroker.Config{Dir: filepath.Join(cfg.DataDir, "kafka"), Port: cfg.BrokerPort,

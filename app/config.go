@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strconv"
@@ -52,6 +54,8 @@ type Config struct {
 	ClickHouseUser     string
 	ClickHousePassword string
 	ClickHouseTLS      tlsconf.Options
+	LogFormat          string
+	LogLevel           string
 
 	BatchSize     int
 	FlushInterval time.Duration
@@ -114,6 +118,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 		}
 		fs.DurationVar(p, name, def, help+" (env "+envName(name)+")")
 	}
+	str(&c.LogFormat, "log.format", "json", "log format: json (one JSON object a line, for log collectors) or text (for a terminal)")
+	str(&c.LogLevel, "log.level", "info", "least severe level logged: debug, info, warn or error")
 	str(&c.Roles, "roles", "ingest,pipeline,api", "comma-separated roles this process runs: ingest, pipeline, api, forward")
 	str(&c.DataDir, "data-dir", ".data", "directory for local state (embedded broker data, demo.env)")
 	str(&c.IngestAddr, "ingest.addr", "127.0.0.1:8080", "listen address of the hit endpoint (/p.gif, /e)")
@@ -162,6 +168,22 @@ func (c *Config) Register(fs *flag.FlagSet) {
 		c.Demo = v == "1" || v == "true"
 	}
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "create a demo client and campaign and write DATA_DIR/demo.env (env JOBPIXEL_DEMO)")
+}
+
+// Logger returns the logger the -log.* flags ask for, writing to w.
+func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log.level: %q is none of debug, info, warn, error", c.LogLevel)
+	}
+	o := &slog.HandlerOptions{Level: level}
+	switch c.LogFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("log.format: %q is neither json nor text", c.LogFormat)
 }
 
 // openStore connects to ClickHouse as the -clickhouse.* flags say.

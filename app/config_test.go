@@ -3,7 +3,7 @@ package app
 import (
 	"context"
 	"flag"
-	"log/slog"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +78,7 @@ func TestRolesAndProxies(t *testing.T) {
 func TestMigrateCommand(t *testing.T) {
 	db := "test_migrate_" + strings.ReplaceAll(t.Name(), "/", "_")
 	args := []string{"-clickhouse.addr", testenv.ClickHouseAddr(t), "-clickhouse.database", db}
-	log := slog.New(slog.DiscardHandler)
+	log := io.Discard
 	for range 2 {
 		if err := Migrate(context.Background(), args, log); err != nil {
 			t.Fatal(err)
@@ -114,7 +114,7 @@ func TestMigrateCommand(t *testing.T) {
 func TestMigrateOverTLS(t *testing.T) {
 	certs := testenv.MakeCerts(t)
 	srv := testenv.StartServer(t, testenv.ServerOptions{Certs: &certs, Password: "pw-0f9"})
-	log := slog.New(slog.DiscardHandler)
+	log := io.Discard
 	ctx := context.Background()
 	args := func(extra ...string) []string {
 		return append([]string{"-clickhouse.addr", srv.SecureAddr, "-clickhouse.database", "tls_migrate"}, extra...)
@@ -141,6 +141,34 @@ func TestMigrateOverTLS(t *testing.T) {
 		err := Migrate(ctx, c.args, log)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestLogger(t *testing.T) {
+	var buf strings.Builder
+	c := Config{LogFormat: "json", LogLevel: "warn"}
+	log, err := c.Logger(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hidden")
+	log.Warn("shown", "k", 1)
+	if got := buf.String(); strings.Contains(got, "hidden") || !strings.HasPrefix(got, "{") || !strings.Contains(got, `"msg":"shown"`) {
+		t.Fatalf("json at warn logged %q", got)
+	}
+	buf.Reset()
+	c = Config{LogFormat: "text", LogLevel: "debug"}
+	if log, err = c.Logger(&buf); err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("dbg")
+	if got := buf.String(); !strings.Contains(got, "msg=dbg") {
+		t.Fatalf("text at debug logged %q", got)
+	}
+	for _, c := range []Config{{LogFormat: "xml", LogLevel: "info"}, {LogFormat: "json", LogLevel: "loud"}} {
+		if _, err := c.Logger(&buf); err == nil {
+			t.Errorf("%+v accepted", c)
 		}
 	}
 }

@@ -23,6 +23,12 @@ import (
 // broker, on free loopback ports.
 func startApp(t *testing.T, mod func(*app.Config)) *app.App {
 	t.Helper()
+	return startAppLog(t, mod, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// startAppLog is startApp with the app logging to log.
+func startAppLog(t *testing.T, mod func(*app.Config), log *slog.Logger) *app.App {
+	t.Helper()
 	db := testenv.Database(t)
 	cfg := app.Config{
 		Roles: "ingest,pipeline,api", DataDir: t.TempDir(),
@@ -35,7 +41,6 @@ func startApp(t *testing.T, mod func(*app.Config)) *app.App {
 	if mod != nil {
 		mod(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := app.Start(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatal(err)

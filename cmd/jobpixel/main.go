@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,7 +21,6 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	args := os.Args[1:]
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -33,18 +31,18 @@ func main() {
 	var err error
 	switch cmd {
 	case "serve":
-		err = app.Serve(ctx, args, log)
+		err = app.Serve(ctx, args, os.Stderr)
 	case "migrate":
-		err = app.Migrate(ctx, args, log)
+		err = app.Migrate(ctx, args, os.Stderr)
 	case "broker":
-		err = app.Broker(ctx, args, log)
+		err = app.Broker(ctx, args, os.Stderr)
 	case "clients":
-		err = app.Clients(ctx, args, log)
+		err = app.Clients(ctx, args, os.Stdout)
 	default:
 		err = fmt.Errorf("unknown command %q (want serve, migrate, broker or clients)", cmd)
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		log.Error("jobpixel: "+cmd, "err", err)
+		fmt.Fprintf(os.Stderr, "jobpixel %s: %v\n", cmd, err)
 		os.Exit(1)
 	}
 }
