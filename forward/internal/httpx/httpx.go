@@ -1,6 +1,6 @@
 // Package httpx is the HTTP edge shared by the platform clients: one
-// attempt with a time-out, transport errors classified as *forward.Error,
-// credentials kept out of error text.
+// attempt with a time-out, no redirect followed, transport errors classified
+// as *forward.Error, credentials kept out of error text.
 package httpx
 
 import (
@@ -36,15 +36,30 @@ type Request struct {
 	Body   []byte // sent as-is; may be nil
 }
 
-// Do makes one attempt of r with hc, bounded by timeout (0 = none beyond
-// ctx). Any response, whatever its status, is returned with a nil error.
+// noRedirect makes a client return a redirect as the response instead of
+// following it.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// defaultClient is http.DefaultClient's transport without redirects.
+var defaultClient = &http.Client{CheckRedirect: noRedirect}
+
+// Do makes one attempt of r with hc (nil: the default transport), bounded
+// by timeout (0 = none beyond ctx). It never follows a redirect, whatever
+// hc's CheckRedirect says: a body with personal data is sent to the URL the
+// caller built (a host on the allow-list) and nowhere else, and a 3xx comes
+// back as a Permanent *forward.Error naming the host it pointed to. Any
+// other response, whatever its status, is returned with a nil error.
 // Transport failures come back as *forward.Error: Retryable for time-outs
 // and network errors, Permanent for e.g. a malformed URL. If ctx itself is
 // done the error wraps ctx.Err(). Error text never contains the URL's query
 // (Meta puts the access token there).
 func Do(ctx context.Context, hc *http.Client, r Request, timeout time.Duration) (*Response, error) {
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = defaultClient
+	} else {
+		c := *hc
+		c.CheckRedirect = noRedirect
+		hc = &c
 	}
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -70,6 +85,14 @@ func Do(ctx context.Context, hc *http.Client, r Request, timeout time.Duration) 
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
 	if err != nil {
 		return nil, transportError(ctx, actx, timeout, fmt.Errorf("read response: %w", err))
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		to := "no Location"
+		if loc, err := resp.Location(); err == nil {
+			to = "host " + loc.Host
+		}
+		return nil, &forward.Error{Kind: forward.Permanent, Status: resp.StatusCode,
+			Reason: "the platform answered with a redirect (" + to + "), which is never followed"}
 	}
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }

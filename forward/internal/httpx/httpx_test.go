@@ -75,3 +75,29 @@ func TestDoConnectionRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestDoFollowsNoRedirect: a platform answering 307 (which would re-send
+// the body) or 302 to another host gets no second request there, whatever
+// the caller's client would do, and the answer is a Permanent error naming
+// the host.
+func TestDoFollowsNoRedirect(t *testing.T) {
+	var elsewhere int
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere++ }))
+	defer other.Close()
+	for _, status := range []int{http.StatusTemporaryRedirect, http.StatusFound, http.StatusPermanentRedirect} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+"/steal", status)
+		}))
+		for _, hc := range []*http.Client{nil, srv.Client(), {CheckRedirect: func(*http.Request, []*http.Request) error { return nil }}} {
+			_, err := Do(context.Background(), hc, Request{Method: "POST", URL: srv.URL + "/events", Body: []byte(`{"em":"hash"}`)}, time.Second)
+			var fe *forward.Error
+			if !errors.As(err, &fe) || fe.Kind != forward.Permanent || fe.Status != status || !strings.Contains(fe.Reason, strings.TrimPrefix(other.URL, "http://")) {
+				t.Errorf("status %d: err = %v", status, err)
+			}
+		}
+		srv.Close()
+	}
+	if elsewhere != 0 {
+		t.Fatalf("%d requests followed a redirect to another host", elsewhere)
+	}
+}
