@@ -17,13 +17,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/jobpixel/jobpixel/anonymize"
+	"github.com/jobpixel/jobpixel/internal/backoff"
+	"github.com/jobpixel/jobpixel/internal/group"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/schemas"
 )
@@ -88,91 +89,78 @@ func New(cfg Config, sink Sink, log *slog.Logger, reg prometheus.Registerer) (*P
 // Run consumes until ctx ends. Pending rows are inserted and committed
 // before it returns.
 func (p *Pipeline) Run(ctx context.Context) error {
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                p.cfg.Group,
-		Brokers:           p.cfg.Brokers,
-		Topics:            []string{p.cfg.Topic},
-		StartOffset:       kafka.FirstOffset,
-		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
-		JoinGroupBackoff:  time.Second,
+	err := group.Run(ctx, group.Config{
+		Brokers: p.cfg.Brokers, Topic: p.cfg.Topic, Group: p.cfg.Group,
+		Consume: p.consume, Log: p.log, Errors: p.m.kafkaErrors,
 	})
 	if err != nil {
-		return fmt.Errorf("pipeline: consumer group: %w", err)
+		return fmt.Errorf("pipeline: %w", err)
 	}
-	defer group.Close()
-	for {
-		gen, err := group.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			p.m.kafkaErrors.Inc()
-			p.log.Warn("joining consumer group failed, retrying", "err", err)
-			select {
-			case <-time.After(time.Second):
-				continue
-			case <-ctx.Done():
-				return nil
-			}
-		}
-		assigned := gen.Assignments[p.cfg.Topic]
-		p.log.Info("consumer group generation", "generation", gen.ID, "partitions", len(assigned))
-		var wg sync.WaitGroup
-		for _, a := range assigned {
-			wg.Add(1)
-			gen.Start(func(genCtx context.Context) {
-				defer wg.Done()
-				p.consume(ctx, genCtx, gen, a.ID, a.Offset)
-			})
-		}
-		wg.Wait()
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
+	return nil
 }
 
 // partition is the state of one assigned partition.
 type partition struct {
-	id      int
-	window  store.StoredWindow
-	seen    *idSet
-	rows    []store.Event
-	last    int64 // highest offset taken into rows or skipped
-	pending bool  // last moved since the previous commit
+	*group.Partition
+	window store.StoredWindow
+	seen   *idSet
+	rows   []store.Event
 }
 
-func (p *Pipeline) consume(ctx, genCtx context.Context, gen *kafka.Generation, id int, committed int64) {
-	// Stop on shutdown or on the end of the generation, whichever is first.
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-genCtx.Done():
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
-	st := &partition{id: id, seen: newIDSet(p.cfg.DedupWindow), last: -1}
-	from := committed
-	if from < 0 {
-		from = 0
+// consume stores the messages of one partition until ctx ends (the end of
+// the generation or shutdown), one insert per flush window or full batch,
+// each committed once it is stored.
+func (p *Pipeline) consume(ctx context.Context, part *group.Partition) {
+	st := &partition{Partition: part, seen: newIDSet(p.cfg.DedupWindow)}
+	if !p.loadWindow(ctx, st) {
+		return
 	}
-	// Learn what is already stored; retry until ClickHouse answers.
+	p.log.Info("consuming partition", "partition", st.ID, "committed", st.Committed, "stored_max", st.window.Max, "stored_window", len(st.window.Offsets))
+	lag := p.m.lag.WithLabelValues(strconv.Itoa(st.ID))
+	for {
+		// One deadline per flush window (not per message): a row waits at
+		// most FlushInterval for its insert.
+		fetchCtx, fcancel := context.WithTimeout(ctx, p.cfg.FlushInterval)
+		for len(st.rows) < p.cfg.BatchSize {
+			msg, err := st.Fetch(fetchCtx)
+			if err != nil {
+				if fetchCtx.Err() != nil {
+					break // window over, or shutdown
+				}
+				continue // counted, logged and backed off by Fetch
+			}
+			p.take(st, &msg)
+		}
+		fcancel()
+		// Flush on a full batch, at the end of the window and on shutdown.
+		if st.Pending() || len(st.rows) > 0 {
+			if !p.flush(ctx, st) {
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		lag.Set(float64(st.Lag()))
+	}
+}
+
+// loadWindow learns what is already stored at or after the committed
+// offset, retrying until ClickHouse answers; false means ctx ended first.
+func (p *Pipeline) loadWindow(ctx context.Context, st *partition) bool {
+	from := max(st.Committed, 0)
 	for attempt := 0; ; attempt++ {
-		w, err := p.sink.Window(runCtx, id, from, int64(p.cfg.DedupWindow))
+		w, err := p.sink.Window(ctx, st.ID, from, int64(p.cfg.DedupWindow))
 		if err == nil {
 			st.window = w
 			break
 		}
-		if runCtx.Err() != nil {
-			return
+		if ctx.Err() != nil {
+			return false
 		}
 		p.m.insertErrors.Inc()
-		p.log.Warn("reading stored offsets failed, retrying", "partition", id, "err", err)
-		sleep(runCtx, backoff(attempt))
+		p.log.Warn("reading stored offsets failed, retrying", "partition", st.ID, "err", err)
+		backoff.Sleep(ctx, retryBackoff.Delay(attempt))
 	}
 	for _, eid := range st.window.IDs {
 		st.seen.add(eid)
@@ -180,63 +168,12 @@ func (p *Pipeline) consume(ctx, genCtx context.Context, gen *kafka.Generation, i
 	for _, ce := range st.window.ClientEvents {
 		st.seen.add(clientKey([]byte(ce.Campaign), []byte(ce.EventID)))
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   p.cfg.Brokers,
-		Topic:     p.cfg.Topic,
-		Partition: id,
-		MinBytes:  1,
-		MaxBytes:  16 << 20,
-		MaxWait:   100 * time.Millisecond,
-		// Stay well inside the flush interval.
-		ReadBatchTimeout: 2 * time.Second,
-	})
-	defer r.Close()
-	start := committed
-	if start < 0 {
-		start = kafka.FirstOffset
-	}
-	if err := r.SetOffset(start); err != nil {
-		p.log.Error("set offset", "partition", id, "offset", start, "err", err)
-		return
-	}
-	p.log.Info("consuming partition", "partition", id, "from", start, "stored_max", st.window.Max, "stored_window", len(st.window.Offsets))
-	lag := p.m.lag.WithLabelValues(strconv.Itoa(id))
-	for {
-		// One deadline per flush window (not per message): a row waits at
-		// most FlushInterval for its insert.
-		fetchCtx, fcancel := context.WithTimeout(runCtx, p.cfg.FlushInterval)
-		for len(st.rows) < p.cfg.BatchSize {
-			msg, err := r.FetchMessage(fetchCtx)
-			if err != nil {
-				if fetchCtx.Err() != nil {
-					break // window over, or shutdown
-				}
-				p.m.kafkaErrors.Inc()
-				p.log.Warn("kafka fetch failed", "partition", id, "err", err)
-				sleep(fetchCtx, 500*time.Millisecond)
-				continue
-			}
-			p.take(st, &msg)
-		}
-		fcancel()
-		// Flush on a full batch, at the end of the window and on shutdown.
-		if st.pending || len(st.rows) > 0 {
-			if !p.flush(ctx, runCtx, gen, st) {
-				return
-			}
-		}
-		if runCtx.Err() != nil {
-			return
-		}
-		lag.Set(float64(r.Lag()))
-	}
+	return true
 }
 
 // take turns one message into a row, unless it is already stored.
 func (p *Pipeline) take(st *partition, msg *kafka.Message) {
 	p.m.consumed.Inc()
-	st.last = msg.Offset
-	st.pending = true
 	if st.window.Offsets != nil {
 		if _, ok := st.window.Offsets[msg.Offset]; ok {
 			p.m.skipped.WithLabelValues("stored_offset").Inc()
@@ -305,7 +242,7 @@ func (p *Pipeline) row(h *schemas.Hit, msg *kafka.Message) store.Event {
 // flush inserts the pending rows (retrying with backoff while ClickHouse is
 // unavailable) and then commits. It returns false if the partition must
 // stop: shutdown or lost generation.
-func (p *Pipeline) flush(ctx, runCtx context.Context, gen *kafka.Generation, st *partition) bool {
+func (p *Pipeline) flush(ctx context.Context, st *partition) bool {
 	if len(st.rows) > 0 {
 		for attempt := 0; ; attempt++ {
 			// On shutdown, give the last insert a bounded grace period.
@@ -319,17 +256,17 @@ func (p *Pipeline) flush(ctx, runCtx context.Context, gen *kafka.Generation, st 
 				break
 			}
 			p.m.insertErrors.Inc()
-			p.log.Warn("insert failed; holding the partition and retrying", "partition", st.id, "rows", len(st.rows), "attempt", attempt+1, "err", err)
-			if runCtx.Err() != nil {
+			p.log.Warn("insert failed; holding the partition and retrying", "partition", st.ID, "rows", len(st.rows), "attempt", attempt+1, "err", err)
+			if ctx.Err() != nil {
 				// Not committed: redelivered to the next owner, whose
 				// stored window covers what the failed insert may have
 				// stored.
 				return false
 			}
-			sleep(runCtx, backoff(attempt))
+			backoff.Sleep(ctx, retryBackoff.Delay(attempt))
 			// Retry only what is not stored: a failed insert may have been
 			// applied.
-			if !p.dropStored(runCtx, st) {
+			if !p.dropStored(ctx, st) {
 				return false
 			}
 			if len(st.rows) == 0 {
@@ -338,29 +275,12 @@ func (p *Pipeline) flush(ctx, runCtx context.Context, gen *kafka.Generation, st 
 		}
 		st.rows = st.rows[:0] // their ids were added to st.seen by take
 	}
-	if st.pending {
-		err := gen.CommitOffsets(map[string]map[int]int64{p.cfg.Topic: {st.id: st.last + 1}})
-		if err != nil {
-			// Stored but not committed: the stored window covers it.
-			p.m.kafkaErrors.Inc()
-			p.log.Warn("commit failed", "partition", st.id, "offset", st.last+1, "err", err)
-			return runCtx.Err() == nil
-		}
-		st.pending = false
+	if err := st.Commit(); err != nil {
+		// Stored but not committed: the stored window covers it.
+		return ctx.Err() == nil
 	}
 	return true
 }
 
-func backoff(attempt int) time.Duration {
-	d := 200 * time.Millisecond << min(attempt, 5)
-	return min(d, 5*time.Second)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
+// retryBackoff is the wait between ClickHouse attempts.
+var retryBackoff = backoff.Exp{Base: 200 * time.Millisecond, Max: 5 * time.Second}

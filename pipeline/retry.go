@@ -1,6 +1,10 @@
 package pipeline
 
-import "context"
+import (
+	"context"
+
+	"github.com/jobpixel/jobpixel/internal/backoff"
+)
 
 // dropStored removes from st.rows the rows ClickHouse already holds. It is
 // called after a failed insert, before retrying it: an insert can fail on
@@ -17,7 +21,7 @@ func (p *Pipeline) dropStored(runCtx context.Context, st *partition) bool {
 		from = min(from, r.KafkaOffset)
 	}
 	for attempt := 0; ; attempt++ {
-		w, err := p.sink.Window(runCtx, st.id, from, 0)
+		w, err := p.sink.Window(runCtx, st.ID, from, 0)
 		if err == nil {
 			kept := st.rows[:0]
 			for _, r := range st.rows {
@@ -32,7 +36,7 @@ func (p *Pipeline) dropStored(runCtx context.Context, st *partition) bool {
 			if n := len(st.rows) - len(kept); n > 0 {
 				p.m.inserted.Add(float64(n))
 				p.m.skipped.WithLabelValues("stored_by_failed_insert").Add(float64(n))
-				p.log.Warn("a failed insert was applied; retrying only the rest", "partition", st.id, "stored", n, "left", len(kept))
+				p.log.Warn("a failed insert was applied; retrying only the rest", "partition", st.ID, "stored", n, "left", len(kept))
 			}
 			clear(st.rows[len(kept):])
 			st.rows = kept
@@ -42,7 +46,7 @@ func (p *Pipeline) dropStored(runCtx context.Context, st *partition) bool {
 			return false
 		}
 		p.m.insertErrors.Inc()
-		p.log.Warn("checking what a failed insert stored failed, retrying", "partition", st.id, "err", err)
-		sleep(runCtx, backoff(attempt))
+		p.log.Warn("checking what a failed insert stored failed, retrying", "partition", st.ID, "err", err)
+		backoff.Sleep(runCtx, retryBackoff.Delay(attempt))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/forward"
 	"github.com/jobpixel/jobpixel/instruction"
+	"github.com/jobpixel/jobpixel/internal/backoff"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/schemas"
 )
@@ -43,16 +44,9 @@ type retryState struct {
 	n    int
 }
 
-func (a *reconciler) run(ctx, genCtx context.Context) {
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-genCtx.Done():
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
+// run reconciles every AudienceInterval, and at once when the instructions
+// change, until runCtx ends (the end of the generation or shutdown).
+func (a *reconciler) run(runCtx context.Context) {
 	t := time.NewTicker(a.r.cfg.AudienceInterval)
 	defer t.Stop()
 	for {
@@ -229,8 +223,7 @@ func (a *reconciler) campaign(ctx context.Context, snap *snapshot, id string) er
 func (a *reconciler) later(key string, now time.Time) {
 	st := a.backoff[key]
 	st.n++
-	d := a.r.cfg.AudienceInterval << min(st.n, 10)
-	st.next = now.Add(min(d, time.Hour))
+	st.next = now.Add(backoff.Exp{Base: a.r.cfg.AudienceInterval, Max: time.Hour, Doublings: 10}.Delay(st.n))
 	a.backoff[key] = st
 }
 

@@ -47,7 +47,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +55,8 @@ import (
 	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/forward"
 	"github.com/jobpixel/jobpixel/instruction"
+	"github.com/jobpixel/jobpixel/internal/backoff"
+	"github.com/jobpixel/jobpixel/internal/group"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/schemas"
 )
@@ -185,9 +186,6 @@ func New(cfg Config, st Store, log *slog.Logger, reg prometheus.Registerer) (*Re
 	return r, nil
 }
 
-// Platform returns the relay's platform.
-func (r *Relay) Platform() consent.Platform { return r.cfg.Platform }
-
 // Run consumes until ctx ends; in-flight sends get StopGrace to finish and
 // be recorded. Nothing uncommitted is lost: it is consumed again on the
 // next start.
@@ -201,7 +199,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		r.log.Warn("loading instructions failed, retrying", "err", err)
-		sleep(ctx, backoff(attempt))
+		backoff.Sleep(ctx, retryBackoff.Delay(attempt))
 	}
 	bctx, bcancel := context.WithCancel(ctx)
 	defer bcancel()
@@ -209,65 +207,30 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.m.errors.WithLabelValues("instructions").Inc()
 		r.log.Warn("refreshing instructions failed; forwarding holds once they are stale", "err", err)
 	})
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                r.cfg.Group,
-		Brokers:           r.cfg.Brokers,
-		Topics:            []string{r.cfg.Topic},
-		StartOffset:       kafka.FirstOffset,
-		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
-		JoinGroupBackoff:  time.Second,
+	err := group.Run(ctx, group.Config{
+		Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group,
+		Consume: r.consume,
+		// One reconciler per platform: the owner of partition 0.
+		Singleton: r.aud.run,
+		Log:       r.log, Errors: r.m.errors.WithLabelValues("kafka"),
 	})
 	if err != nil {
-		return fmt.Errorf("relay %v: consumer group: %w", r.cfg.Platform, err)
+		return fmt.Errorf("relay %v: %w", r.cfg.Platform, err)
 	}
-	defer group.Close()
-	for {
-		gen, err := group.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			r.m.errors.WithLabelValues("kafka").Inc()
-			r.log.Warn("joining consumer group failed, retrying", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		assigned := gen.Assignments[r.cfg.Topic]
-		r.log.Info("consumer group generation", "generation", gen.ID, "partitions", len(assigned))
-		var wg sync.WaitGroup
-		for _, a := range assigned {
-			wg.Add(1)
-			gen.Start(func(genCtx context.Context) {
-				defer wg.Done()
-				r.consume(ctx, genCtx, gen, a.ID, a.Offset)
-			})
-			if a.ID == 0 {
-				// One reconciler per platform: the owner of partition 0.
-				wg.Add(1)
-				gen.Start(func(genCtx context.Context) {
-					defer wg.Done()
-					r.aud.run(ctx, genCtx)
-				})
-			}
-		}
-		wg.Wait()
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
+	return nil
 }
+
+// retryBackoff is the wait between ClickHouse attempts and between the
+// flushes of a held partition.
+var retryBackoff = backoff.Exp{Base: 200 * time.Millisecond, Max: 5 * time.Second}
 
 // partition is the state of one assigned partition.
 type partition struct {
-	id      int
-	msgs    []kafka.Message
-	work    []*pending // conversions waiting to be (re)sent
-	done    *keySet    // event id + destination of conversions done
-	last    int64      // highest offset taken
-	pending bool       // last moved since the previous commit
-	holds   int        // consecutive flushes that could not finish
+	*group.Partition
+	msgs  []kafka.Message
+	work  []*pending // conversions waiting to be (re)sent
+	done  *keySet    // event id + destination of conversions done
+	holds int        // consecutive flushes that could not finish
 }
 
 // pending is one conversion to send to one destination.
@@ -287,72 +250,37 @@ type pending struct {
 
 func (p *pending) key() string { return string(p.eventID[:]) + "|" + p.target.Key() }
 
-func (r *Relay) consume(ctx, genCtx context.Context, gen *kafka.Generation, id int, committed int64) {
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-genCtx.Done():
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
-	st := &partition{id: id, last: -1, done: newKeySet(r.cfg.DedupWindow)}
-	for attempt := 0; ; attempt++ {
-		keys, err := r.st.SentSince(runCtx, r.cfg.Platform.String(), id, 0, r.cfg.DedupWindow)
-		if err == nil {
-			for i := len(keys) - 1; i >= 0; i-- {
-				st.done.add(string(keys[i].EventID[:]) + "|" + keys[i].Destination)
-			}
-			break
-		}
-		if runCtx.Err() != nil {
-			return
-		}
-		r.m.errors.WithLabelValues("clickhouse").Inc()
-		r.log.Warn("reading sent conversions failed, retrying", "partition", id, "err", err)
-		sleep(runCtx, backoff(attempt))
-	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Partition: id,
-		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, ReadBatchTimeout: 2 * time.Second,
-	})
-	defer reader.Close()
-	start := committed
-	if start < 0 {
-		start = kafka.FirstOffset
-	}
-	if err := reader.SetOffset(start); err != nil {
-		r.log.Error("set offset", "partition", id, "offset", start, "err", err)
+// consume forwards the hits of one partition until ctx ends (the end of
+// the generation or shutdown): a flush per FlushInterval or BatchSize hits,
+// committed once everything in it is done; while a flush holds, nothing
+// further is read.
+func (r *Relay) consume(ctx context.Context, part *group.Partition) {
+	st := &partition{Partition: part, done: newKeySet(r.cfg.DedupWindow)}
+	if !r.loadSent(ctx, st) {
 		return
 	}
 	deadline := time.Now().Add(r.cfg.FlushInterval)
 	hold := false
 	for {
 		if !hold {
-			fctx, fcancel := context.WithDeadline(runCtx, deadline)
-			msg, err := reader.FetchMessage(fctx)
+			fctx, fcancel := context.WithDeadline(ctx, deadline)
+			msg, err := st.Fetch(fctx) // a failed fetch is counted, logged and backed off
 			fcancel()
 			if err == nil {
 				st.msgs = append(st.msgs, msg)
-				st.last, st.pending = msg.Offset, true
 				r.m.consumed.Inc()
 				if len(st.msgs) < r.cfg.BatchSize {
 					continue
 				}
-			} else if runCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-				r.m.errors.WithLabelValues("kafka").Inc()
-				r.log.Warn("kafka fetch failed", "partition", id, "err", err)
-				sleep(runCtx, 500*time.Millisecond)
 			}
 		}
-		if st.pending || len(st.work) > 0 {
+		if st.Pending() || len(st.work) > 0 {
 			var ok bool
-			if ok, hold = r.flush(runCtx, gen, st); !ok {
+			if ok, hold = r.flush(ctx, st); !ok {
 				return
 			}
 		}
-		if runCtx.Err() != nil {
+		if ctx.Err() != nil {
 			// Whatever is not committed is consumed again by the next owner.
 			return
 		}
@@ -361,12 +289,32 @@ func (r *Relay) consume(ctx, genCtx context.Context, gen *kafka.Generation, id i
 			// further: offsets after them are not committed either.
 			st.holds++
 			r.m.holding.Set(1)
-			sleep(runCtx, backoff(st.holds))
+			backoff.Sleep(ctx, retryBackoff.Delay(st.holds))
 		} else {
 			st.holds = 0
 			r.m.holding.Set(0)
 		}
 		deadline = time.Now().Add(r.cfg.FlushInterval)
+	}
+}
+
+// loadSent loads the conversions of the partition already sent, retrying
+// until ClickHouse answers; false means ctx ended first.
+func (r *Relay) loadSent(ctx context.Context, st *partition) bool {
+	for attempt := 0; ; attempt++ {
+		keys, err := r.st.SentSince(ctx, r.cfg.Platform.String(), st.ID, 0, r.cfg.DedupWindow)
+		if err == nil {
+			for i := len(keys) - 1; i >= 0; i-- {
+				st.done.add(string(keys[i].EventID[:]) + "|" + keys[i].Destination)
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		r.m.errors.WithLabelValues("clickhouse").Inc()
+		r.log.Warn("reading sent conversions failed, retrying", "partition", st.ID, "err", err)
+		backoff.Sleep(ctx, retryBackoff.Delay(attempt))
 	}
 }
 
@@ -393,7 +341,7 @@ func graceContext(ctx context.Context, grace time.Duration) (context.Context, co
 // flush turns the buffered hits into work, sends it, records the outcome
 // and commits. ok is false if the partition must stop; hold is true if
 // something must be retried before the partition may advance.
-func (r *Relay) flush(runCtx context.Context, gen *kafka.Generation, st *partition) (ok, hold bool) {
+func (r *Relay) flush(runCtx context.Context, st *partition) (ok, hold bool) {
 	snap := r.book.get()
 	if snap == nil || r.cfg.Now().Sub(snap.at) > 2*r.cfg.Refresh+time.Second {
 		// Instructions are stale: a revocation might be unknown. Hold.
@@ -464,16 +412,9 @@ func (r *Relay) flush(runCtx context.Context, gen *kafka.Generation, st *partiti
 	if len(st.work) > 0 {
 		return true, true
 	}
-	if !st.pending {
-		return true, false
-	}
-	err := gen.CommitOffsets(map[string]map[int]int64{r.cfg.Topic: {st.id: st.last + 1}})
-	if err != nil {
-		r.m.errors.WithLabelValues("kafka").Inc()
-		r.log.Warn("commit failed", "partition", st.id, "offset", st.last+1, "err", err)
+	if err := st.Commit(); err != nil {
 		return runCtx.Err() == nil, false
 	}
-	st.pending = false
 	return true, false
 }
 
@@ -491,7 +432,7 @@ func (r *Relay) record(ctx context.Context, what string, write func(context.Cont
 		if ctx.Err() != nil {
 			return false
 		}
-		sleep(ctx, backoff(attempt))
+		backoff.Sleep(ctx, retryBackoff.Delay(attempt))
 	}
 }
 
@@ -617,18 +558,4 @@ func (r *Relay) deadLetter(p *pending, kind forward.Kind, status int, code, reas
 		Purpose: store.PurposeConversions, API: p.target.API, Destination: p.target.Key(), InstructionVersion: p.version,
 		Item: hex.EncodeToString(p.eventID[:]), Kind: kind.String(), Status: uint16(status), Code: code, Reason: reason,
 		KafkaPartition: p.partition, KafkaOffset: p.offset}
-}
-
-func backoff(attempt int) time.Duration {
-	d := 200 * time.Millisecond << min(attempt, 5)
-	return min(d, 5*time.Second)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

@@ -34,7 +34,7 @@ var floors = map[string]struct {
 	// Domain and storage under the roles.
 	"instruction": {3, "instruction"}, "internal/store": {3, "store"},
 	"internal/salt": {3, "salt"}, "internal/devbroker": {3, "devbroker"},
-	"internal/kafkaconn": {3, "kafkaconn"},
+	"internal/kafkaconn": {3, "kafkaconn"}, "internal/group": {3, "group"},
 
 	// Platform clients and their shared types.
 	"forward": {2, "forward"}, "forward/meta": {2, "forward"}, "forward/google": {2, "forward"},
@@ -43,6 +43,7 @@ var floors = map[string]struct {
 	// Pure leaves: nothing of the module, no service.
 	"consent": {1, "consent"}, "anonymize": {1, "anonymize"}, "schemas": {1, "schemas"},
 	"uaclass": {1, "uaclass"}, "geo": {1, "geo"}, "internal/tlsconf": {1, "tlsconf"},
+	"internal/backoff": {1, "backoff"},
 
 	// Test support and the system tests.
 	"forward/meta/metatest": {testOnly, "test"}, "forward/google/googletest": {testOnly, "test"},
