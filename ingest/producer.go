@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/jobpixel/jobpixel/ingest/spool"
+	"github.com/jobpixel/jobpixel/internal/backoff"
 )
 
 // Writer is what the producers need from Kafka; *kafka.Writer satisfies it.
@@ -350,12 +351,7 @@ func (p *producer) deliver(recs []*record) {
 		}
 		d := p.backoff(attempt)
 		p.log.Warn("kafka write failed, retrying", "messages", len(pending), "attempt", attempt+1, "in", d, "err", err)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-s.prodCtx.Done():
-		}
-		t.Stop()
+		backoff.Sleep(s.prodCtx, d)
 	}
 }
 
@@ -500,7 +496,7 @@ func (s *Server) replay(ctx context.Context) {
 		if err != nil {
 			s.m.spoolErrors.Inc()
 			s.deps.Log.Error("reading the spool failed", "err", err)
-			sleepCtx(ctx, expBackoff(attempt))
+			backoff.Sleep(ctx, expBackoff(attempt))
 			attempt++
 			continue
 		}
@@ -556,7 +552,7 @@ func (s *Server) replay(ctx context.Context) {
 			d := expBackoff(attempt)
 			attempt++
 			s.deps.Log.Warn("replaying the spool to kafka failed, retrying", "messages", len(msgs), "in", d, "err", err)
-			sleepCtx(ctx, d)
+			backoff.Sleep(ctx, d)
 			if ctx.Err() != nil {
 				return
 			}
@@ -579,19 +575,9 @@ func permanent(err error) bool {
 		errors.Is(err, kafka.InvalidMessageSize)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func expBackoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt, 6)
-	return min(d, 5*time.Second)
-}
+// expBackoff is the wait after failed attempt number attempt (from 0) of a
+// Kafka write, a spool read or a replay: 100 ms, doubled up to 5 s.
+var expBackoff = backoff.Exp{Base: 100 * time.Millisecond, Max: 5 * time.Second}.Delay
 
 // openSpool creates the delivery metrics and opens the spool, if any.
 func (s *Server) openSpool(reg prometheus.Registerer) error {
