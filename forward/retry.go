@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/jobpixel/jobpixel/internal/backoff"
 )
 
 // RetryPolicy decides how often and how long a failed request is retried.
@@ -64,14 +66,10 @@ func (p RetryPolicy) sleep(ctx context.Context, d time.Duration) error {
 	if p.Sleep != nil {
 		return p.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !backoff.Sleep(ctx, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }
 
 // Backoff returns the jittered backoff before attempt+1, for attempt >= 1,
@@ -84,11 +82,7 @@ func (p RetryPolicy) Backoff(attempt int) time.Duration {
 	if maxB <= 0 {
 		maxB = 30 * time.Second
 	}
-	b := initial
-	for i := 1; i < attempt && b < maxB; i++ {
-		b *= 2
-	}
-	b = min(b, maxB)
+	b := backoff.Exp{Base: initial, Max: maxB}.Delay(attempt - 1)
 	half := b / 2
 	if b-half <= 0 {
 		return b
