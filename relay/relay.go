@@ -58,7 +58,6 @@ import (
 	"github.com/jobpixel/jobpixel/internal/backoff"
 	"github.com/jobpixel/jobpixel/internal/group"
 	"github.com/jobpixel/jobpixel/internal/store"
-	"github.com/jobpixel/jobpixel/schemas"
 )
 
 // Config configures the relay of one platform.
@@ -434,106 +433,6 @@ func (r *Relay) record(ctx context.Context, what string, write func(context.Cont
 		}
 		backoff.Sleep(ctx, retryBackoff.Delay(attempt))
 	}
-}
-
-// take decides what one hit gives: conversions to send, audience facts and
-// dead letters (instructions that cannot be used).
-func (r *Relay) take(snap *snapshot, st *partition, msg *kafka.Message, now time.Time) ([]*pending, []store.AudienceFact, []store.DeadLetter) {
-	var h schemas.Hit
-	if err := h.Decode(msg.Value); err != nil {
-		r.m.skipped.WithLabelValues("undecodable").Inc()
-		r.log.Error("skipping undecodable message", "partition", msg.Partition, "offset", msg.Offset, "err", err)
-		return nil, nil, nil
-	}
-	if h.Flags&schemas.FlagBot != 0 {
-		r.m.skipped.WithLabelValues("bot").Inc()
-		return nil, nil, nil
-	}
-	e := snap.campaigns[string(h.Campaign)]
-	if why := e.state(); why != "" {
-		r.m.skipped.WithLabelValues(why).Inc()
-		return nil, nil, nil
-	}
-	if string(h.Client) != e.inst.ClientID {
-		r.m.skipped.WithLabelValues("other_client").Inc()
-		return nil, nil, nil
-	}
-	p := r.cfg.Platform
-	d := consent.Decision(h.Consent)
-	var work []*pending
-	var facts []store.AudienceFact
-	var dead []store.DeadLetter
-	for _, t := range e.conv {
-		if t.Event != h.Event {
-			continue
-		}
-		if !d.AllowsAds(p) {
-			r.m.skipped.WithLabelValues("no_consent").Inc()
-			continue
-		}
-		pd := &pending{target: t, clientID: e.inst.ClientID, campaignID: e.inst.CampaignID, version: e.inst.Version,
-			basis: basis(d), eventID: h.ID, partition: int32(msg.Partition), offset: msg.Offset, first: now}
-		if st.done.has(pd.key()) {
-			r.m.skipped.WithLabelValues("already_sent").Inc()
-			continue
-		}
-		if e.err != nil {
-			dead = append(dead, r.deadLetter(pd, forward.Permanent, 0, "", "instruction unusable: "+e.err.Error(), now))
-			continue
-		}
-		conv, ok := conversion(&h, t, d)
-		if !ok {
-			r.m.skipped.WithLabelValues("no_identifier").Inc()
-			continue
-		}
-		pd.conv = conv
-		work = append(work, pd)
-	}
-	if len(e.audiences) > 0 && e.err == nil {
-		mentioned := false
-		for _, a := range e.audiences {
-			mentioned = mentioned || a.Mentions(h.Event)
-		}
-		switch {
-		case !mentioned:
-		case !d.AllowsAudience(p):
-			r.m.skipped.WithLabelValues("no_audience_consent").Inc()
-		default:
-			if f, ok := fact(&h, p, e, msg); ok {
-				facts = append(facts, f)
-			} else {
-				r.m.skipped.WithLabelValues("no_identifier").Inc()
-			}
-		}
-	}
-	return work, facts, dead
-}
-
-// recheck drops held work whose campaign may no longer be forwarded or
-// whose destination left the instruction.
-func (r *Relay) recheck(snap *snapshot, work []*pending) []*pending {
-	out := work[:0]
-	for _, p := range work {
-		e := snap.campaigns[p.campaignID]
-		if why := e.state(); why != "" {
-			r.m.skipped.WithLabelValues(why).Inc()
-			continue
-		}
-		keep := false
-		for _, t := range e.conv {
-			if t.Key() == p.target.Key() && t.Event == p.target.Event {
-				p.target, p.version = t, e.inst.Version
-				keep = true
-				break
-			}
-		}
-		if !keep {
-			r.m.skipped.WithLabelValues("instruction_changed").Inc()
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
 }
 
 // groupWork groups work by campaign, instruction version and destination.
