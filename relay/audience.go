@@ -111,6 +111,10 @@ func names(evs []schemas.Event) []string {
 	return out
 }
 
+// campaign reconciles the audiences of one campaign: removals first, then
+// additions, then, after a revocation, the deletion of the facts it made
+// unusable. It carries on past a failed destination and returns every
+// failure, joined.
 func (a *reconciler) campaign(ctx context.Context, snap *snapshot, id string) error {
 	r := a.r
 	p := r.cfg.Platform.String()
@@ -125,15 +129,9 @@ func (a *reconciler) campaign(ctx context.Context, snap *snapshot, id string) er
 	auds := map[string]instruction.Audience{}
 	if why == "" {
 		for _, au := range e.audiences {
-			ms, err := r.st.SegmentMembers(ctx, store.SegmentQuery{Platform: p, CampaignID: id, AfterVersion: e.inst.LastRevoked,
-				Include: names(au.Include), Exclude: names(au.Exclude), Since: now.AddDate(0, 0, -au.Days)})
+			set, err := a.segment(ctx, id, e, au, now)
 			if err != nil {
 				return err
-			}
-			set := make(map[string]store.AudienceMember, len(ms))
-			for _, m := range ms {
-				m.Destination = au.Key()
-				set[m.Member] = m
 			}
 			desired[au.Key()] = set
 			auds[au.Key()] = au
@@ -143,23 +141,56 @@ func (a *reconciler) campaign(ctx context.Context, snap *snapshot, id string) er
 	if err != nil {
 		return err
 	}
+	errs := a.removeLeavers(ctx, id, why, desired, current, now)
+	errs = append(errs, a.addJoiners(ctx, e, auds, desired, current, now)...)
+	// After a revocation, facts collected before it may no longer be used:
+	// delete them once nothing added from them is left.
+	if e != nil && e.inst.LastRevoked > a.purged[id] && (why == "" || len(current) == 0) {
+		if err := r.st.DeleteAudienceFacts(ctx, p, id, e.inst.LastRevoked); err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			a.purged[id] = e.inst.LastRevoked
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// segment returns the desired members of audience au of campaign id under
+// instruction e, by member.
+func (a *reconciler) segment(ctx context.Context, id string, e *entry, au instruction.Audience, now time.Time) (map[string]store.AudienceMember, error) {
+	ms, err := a.r.st.SegmentMembers(ctx, store.SegmentQuery{Platform: a.r.cfg.Platform.String(), CampaignID: id,
+		AfterVersion: e.inst.LastRevoked, Include: names(au.Include), Exclude: names(au.Exclude), Since: now.AddDate(0, 0, -au.Days)})
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]store.AudienceMember, len(ms))
+	for _, m := range ms {
+		m.Destination = au.Key()
+		set[m.Member] = m
+	}
+	return set, nil
+}
+
+// removeLeavers removes the current members that are not desired, per
+// destination and instruction version they were added under, in order; why
+// is the campaign's state (empty when it may be forwarded). It returns the
+// failures.
+func (a *reconciler) removeLeavers(ctx context.Context, id, why string, desired map[string]map[string]store.AudienceMember,
+	current []store.AudienceMember, now time.Time) []string {
 	type remKey struct {
 		dest    string
 		version uint32
 	}
 	removals := map[remKey][]store.AudienceMember{}
-	have := map[string]map[string]bool{}
 	for _, m := range current {
-		if have[m.Destination] == nil {
-			have[m.Destination] = map[string]bool{}
-		}
-		have[m.Destination][m.Member] = true
 		if _, ok := desired[m.Destination][m.Member]; !ok {
 			k := remKey{m.Destination, m.InstructionVersion}
 			removals[k] = append(removals[k], m)
 		}
 	}
-	var errs []string
 	keys := make([]remKey, 0, len(removals))
 	for k := range removals {
 		keys = append(keys, k)
@@ -170,6 +201,7 @@ func (a *reconciler) campaign(ctx context.Context, snap *snapshot, id string) er
 		}
 		return int(x.version) - int(y.version)
 	})
+	var errs []string
 	for _, k := range keys {
 		reason := why
 		switch {
@@ -183,11 +215,26 @@ func (a *reconciler) campaign(ctx context.Context, snap *snapshot, id string) er
 			errs = append(errs, err.Error())
 		}
 	}
+	return errs
+}
+
+// addJoiners adds the desired members that are not current, per
+// destination in order, under instruction e. It returns the failures.
+func (a *reconciler) addJoiners(ctx context.Context, e *entry, auds map[string]instruction.Audience,
+	desired map[string]map[string]store.AudienceMember, current []store.AudienceMember, now time.Time) []string {
+	have := map[string]map[string]bool{}
+	for _, m := range current {
+		if have[m.Destination] == nil {
+			have[m.Destination] = map[string]bool{}
+		}
+		have[m.Destination][m.Member] = true
+	}
 	dests := make([]string, 0, len(desired))
 	for d := range desired {
 		dests = append(dests, d)
 	}
 	slices.Sort(dests)
+	var errs []string
 	for _, d := range dests {
 		var add []store.AudienceMember
 		for _, m := range desired[d] {
@@ -203,19 +250,7 @@ func (a *reconciler) campaign(ctx context.Context, snap *snapshot, id string) er
 			errs = append(errs, err.Error())
 		}
 	}
-	// After a revocation, facts collected before it may no longer be used:
-	// delete them once nothing added from them is left.
-	if e != nil && e.inst.LastRevoked > a.purged[id] && (why == "" || len(current) == 0) {
-		if err := r.st.DeleteAudienceFacts(ctx, p, id, e.inst.LastRevoked); err != nil {
-			errs = append(errs, err.Error())
-		} else {
-			a.purged[id] = e.inst.LastRevoked
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
-	}
-	return nil
+	return errs
 }
 
 // later delays the next attempt of key after a permanent failure:
@@ -357,10 +392,33 @@ func (a *reconciler) send(ctx context.Context, action string, do membersFunc, de
 	for _, f := range res.Failures() {
 		failed[f.Index] = f.Err
 	}
-	var changes []store.AudienceChange
-	var dead []store.DeadLetter
-	permanent := false
-	var firstErr error
+	changes, dead, permanent, firstErr := a.outcomes(action, purpose, reason, au, v, ms, failed, itemBatch, now)
+	if permanent {
+		a.later(key, now)
+	} else {
+		delete(a.backoff, key)
+	}
+	if !r.record(ctx, "ledger", func(c context.Context) error { return r.st.InsertLedger(c, ledger) }) ||
+		!r.record(ctx, "intents done", func(c context.Context) error { return r.st.InsertIntents(c, done) }) ||
+		!r.record(ctx, "dead letters", func(c context.Context) error { return r.st.InsertDeadLetters(c, dead) }) ||
+		!r.record(ctx, "audience changes", func(c context.Context) error { return r.st.InsertAudienceChanges(c, changes) }) {
+		return ctx.Err()
+	}
+	if firstErr != nil {
+		return fmt.Errorf("%s %s: %d of %d members not done: %w", action, au.Key(), len(failed), len(ms), firstErr)
+	}
+	return nil
+}
+
+// outcomes sorts the members of one add or remove call (failed: by index,
+// the members the platform did not take) into the members' new state for
+// those done and dead letters for those refused for good; the others are
+// sent again by a later run. permanent reports a refusal for good, firstErr
+// is the first failure.
+func (a *reconciler) outcomes(action, purpose, reason string, au instruction.Audience, v uint32, ms []store.AudienceMember,
+	failed map[int]error, itemBatch []string, now time.Time) (changes []store.AudienceChange, dead []store.DeadLetter, permanent bool, firstErr error) {
+	r := a.r
+	p := r.cfg.Platform
 	for i, m := range ms {
 		if err, ok := failed[i]; ok {
 			if firstErr == nil {
@@ -384,19 +442,5 @@ func (a *reconciler) send(ctx context.Context, action string, do membersFunc, de
 		changes = append(changes, store.AudienceChange{At: now, Action: action, Reason: reason, BatchID: itemBatch[i],
 			Platform: p.String(), AudienceMember: m})
 	}
-	if permanent {
-		a.later(key, now)
-	} else {
-		delete(a.backoff, key)
-	}
-	if !r.record(ctx, "ledger", func(c context.Context) error { return r.st.InsertLedger(c, ledger) }) ||
-		!r.record(ctx, "intents done", func(c context.Context) error { return r.st.InsertIntents(c, done) }) ||
-		!r.record(ctx, "dead letters", func(c context.Context) error { return r.st.InsertDeadLetters(c, dead) }) ||
-		!r.record(ctx, "audience changes", func(c context.Context) error { return r.st.InsertAudienceChanges(c, changes) }) {
-		return ctx.Err()
-	}
-	if firstErr != nil {
-		return fmt.Errorf("%s %s: %d of %d members not done: %w", action, au.Key(), len(failed), len(ms), firstErr)
-	}
-	return nil
+	return changes, dead, permanent, firstErr
 }
