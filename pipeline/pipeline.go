@@ -7,7 +7,9 @@
 // leaves such a window) and skips them, and loads the event ids of the most
 // recent rows so a message the producer wrote twice is stored once. Offsets
 // are committed only after the insert succeeded. Inserts hold the rows of a
-// single Kafka partition, so each insert is one atomic block.
+// single Kafka partition, so each insert is one atomic block. The group
+// membership (generations, a goroutine per partition, commits) is
+// internal/group's.
 package pipeline
 
 import (

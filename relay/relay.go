@@ -5,7 +5,9 @@
 // A Relay is one member of its platform's own Kafka consumer group (e.g.
 // "jobpixel-forward-meta"), apart from the pipeline's, so a slow or failing
 // platform never slows ingest, ClickHouse writes or the other platforms.
-// Each assigned partition is consumed by one goroutine:
+// The group membership is internal/group's; each assigned partition is
+// consumed by one goroutine (consume), and eligibility.go decides what a
+// hit may give (steps 2 and 3):
 //
 //  1. Hits are buffered for FlushInterval (or BatchSize hits).
 //  2. For each hit the campaign's current instruction (refreshed every
