@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,11 +84,7 @@ func (a *reconciler) once(ctx context.Context) error {
 			set[id] = true
 		}
 	}
-	ids := make([]string, 0, len(set))
-	for id := range set {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
+	ids := slices.Sorted(maps.Keys(set))
 	var errs []string
 	for _, id := range ids {
 		if err := a.campaign(ctx, snap, id); err != nil {
@@ -191,11 +188,7 @@ func (a *reconciler) removeLeavers(ctx context.Context, id, why string, desired 
 			removals[k] = append(removals[k], m)
 		}
 	}
-	keys := make([]remKey, 0, len(removals))
-	for k := range removals {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(x, y remKey) int {
+	keys := slices.SortedFunc(maps.Keys(removals), func(x, y remKey) int {
 		if c := strings.Compare(x.dest, y.dest); c != 0 {
 			return c
 		}
@@ -229,13 +222,8 @@ func (a *reconciler) addJoiners(ctx context.Context, e *entry, auds map[string]i
 		}
 		have[m.Destination][m.Member] = true
 	}
-	dests := make([]string, 0, len(desired))
-	for d := range desired {
-		dests = append(dests, d)
-	}
-	slices.Sort(dests)
 	var errs []string
-	for _, d := range dests {
+	for _, d := range slices.Sorted(maps.Keys(desired)) {
 		var add []store.AudienceMember
 		for _, m := range desired[d] {
 			if !have[d][m.Member] {
