@@ -40,9 +40,11 @@ type Config struct {
 
 	// Consume is called, in a goroutine of its own, for each partition
 	// assigned to the member in a generation. ctx ends when the generation
-	// ends or Run's context ends, whichever is first; Consume returns then
-	// (a pending flush may finish first: Commit still works until it
-	// returns). It must not keep p.
+	// ends or Run's context ends, whichever is first; Consume returns then.
+	// On shutdown the member stays in the group until every Consume has
+	// returned, so a last flush may still commit; once the generation has
+	// ended, a commit fails and the partition's next owner consumes the
+	// uncommitted messages again. It must not keep p.
 	Consume func(ctx context.Context, p *Partition)
 	// Singleton, if set, runs beside the partitions in the member that is
 	// assigned partition 0, with a context like Consume's: so one member of
