@@ -29,29 +29,29 @@ func (s *Server) state(b []byte) consent.State {
 func (s *Server) resolve(raw *rawHit, meta *reqMeta) decision {
 	var sig consent.Signals
 	var err error
-	if sig.GDPR, err = consent.ParseGDPR(raw.gdpr); err != nil {
+	if sig.GDPR, err = consent.ParseGDPR(raw.v[fGDPR]); err != nil {
 		s.m.consentInvalid.Inc()
 	}
-	sig.TCF = raw.tcf
-	if sig.GCS, err = consent.ParseGCS(raw.gcs); err != nil {
+	sig.TCF = raw.v[fTCF]
+	if sig.GCS, err = consent.ParseGCS(raw.v[fGCS]); err != nil {
 		s.m.consentInvalid.Inc()
 		sig.GCS = consent.GCS{AdStorage: consent.Denied, AnalyticsStorage: consent.Denied}
 	}
-	sig.AdStorage = s.state(raw.adStorage)
-	sig.AnalyticsStorage = s.state(raw.analyticsStorage)
-	sig.AdUserData = s.state(raw.adUserData)
-	sig.AdPersonalization = s.state(raw.adPersonal)
-	sig.GPC = meta.gpc || (len(raw.gpc) == 1 && raw.gpc[0] == '1')
+	sig.AdStorage = s.state(raw.v[fAdStorage])
+	sig.AnalyticsStorage = s.state(raw.v[fAnalyticsStorage])
+	sig.AdUserData = s.state(raw.v[fAdUserData])
+	sig.AdPersonalization = s.state(raw.v[fAdPersonal])
+	sig.GPC = meta.gpc || (len(raw.v[fGPC]) == 1 && raw.v[fGPC][0] == '1')
 	sig.DNT = meta.dnt
-	m := raw.exMeasurement
+	m := raw.v[fExMeasurement]
 	if len(m) == 0 {
-		m = raw.exAnalytics
+		m = raw.v[fExAnalytics]
 	}
 	sig.Explicit = consent.Explicit{
 		Measurement:       s.state(m),
-		AdStorage:         s.state(raw.exAdStorage),
-		AdUserData:        s.state(raw.exAdUserData),
-		AdPersonalization: s.state(raw.exAdPersonal),
+		AdStorage:         s.state(raw.v[fExAdStorage]),
+		AdUserData:        s.state(raw.v[fExAdUserData]),
+		AdPersonalization: s.state(raw.v[fExAdPersonal]),
 	}
 	d := consent.Resolve(&sig, s.vendors)
 	if d&consent.TCFInvalid != 0 {

@@ -25,12 +25,12 @@ func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInf
 	ads := dec.ads
 	s.ids.next(&h.ID)
 	h.ReceivedMs = meta.now.UnixMilli()
-	h.Event = schemas.ParseEvent(raw.event)
+	h.Event = schemas.ParseEvent(raw.v[fEvent])
 	h.Consent = dec.bits
-	h.Campaign = raw.campaign
+	h.Campaign = raw.v[fCampaign]
 	h.Client = camp.clientID
-	h.ClientEventID = raw.eid
-	h.Vacancy = raw.vacancy
+	h.ClientEventID = raw.v[fEID]
+	h.Vacancy = raw.v[fVacancy]
 
 	ip := meta.ip
 	if s.deps.Geo != nil && ip.IsValid() {
@@ -56,8 +56,8 @@ func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInf
 	if ads {
 		opts = &s.urlAds
 	}
-	b.url = anonymize.URL(b.url[:0], raw.url, opts)
-	b.ref = anonymize.URL(b.ref[:0], raw.referrer, opts)
+	b.url = anonymize.URL(b.url[:0], raw.v[fURL], opts)
+	b.ref = anonymize.URL(b.ref[:0], raw.v[fReferrer], opts)
 	h.URL, h.Referrer = b.url, b.ref
 	var tr anonymize.Tracking
 	tr.Parse(h.URL) // the scrubbed URL: utm values are already clean
@@ -67,24 +67,24 @@ func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInf
 	}
 	// Ad consent: carry what forwarding needs, hashed where it can be.
 	h.UserAgent = meta.ua
-	if len(raw.email) > 0 {
-		if out, ok := anonymize.EmailMeta(b.emMeta[:0], raw.email); ok {
+	if len(raw.v[fEmail]) > 0 {
+		if out, ok := anonymize.EmailMeta(b.emMeta[:0], raw.v[fEmail]); ok {
 			b.emMeta, h.EmailMeta = out, out
 		}
-		if out, ok := anonymize.EmailGoogle(b.emGoogle[:0], raw.email); ok {
+		if out, ok := anonymize.EmailGoogle(b.emGoogle[:0], raw.v[fEmail]); ok {
 			b.emGoogle, h.EmailGoogle = out, out
 		}
 	}
 	var ids anonymize.Tracking
-	ids.Parse(raw.url)
-	h.Gclid = firstNonEmpty(raw.gclid, ids.Gclid)
-	h.Gbraid = firstNonEmpty(raw.gbraid, ids.Gbraid)
-	h.Wbraid = firstNonEmpty(raw.wbraid, ids.Wbraid)
-	h.Fbp = raw.fbp
-	h.LiFatID = firstNonEmpty(raw.liFatID, ids.LiFatID)
-	h.Fbc = raw.fbc
+	ids.Parse(raw.v[fURL])
+	h.Gclid = firstNonEmpty(raw.v[fGclid], ids.Gclid)
+	h.Gbraid = firstNonEmpty(raw.v[fGbraid], ids.Gbraid)
+	h.Wbraid = firstNonEmpty(raw.v[fWbraid], ids.Wbraid)
+	h.Fbp = raw.v[fFbp]
+	h.LiFatID = firstNonEmpty(raw.v[fLiFatID], ids.LiFatID)
+	h.Fbc = raw.v[fFbc]
 	if len(h.Fbc) == 0 {
-		if id := firstNonEmpty(raw.fbclid, ids.Fbclid); len(id) > 0 {
+		if id := firstNonEmpty(raw.v[fFbclid], ids.Fbclid); len(id) > 0 {
 			// _fbc format: fb.1.{ms}.{fbclid}, fbclid kept verbatim.
 			b.fbc = append(b.fbc[:0], "fb.1."...)
 			b.fbc = appendInt(b.fbc, h.ReceivedMs)

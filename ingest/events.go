@@ -85,15 +85,15 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 			jsonError(ctx, fasthttp.StatusBadRequest, field, field+": "+reason)
 			return
 		}
-		if _, ok := s.deps.Campaigns.lookup(raws[i].campaign); !ok {
+		if _, ok := s.deps.Campaigns.lookup(raws[i].v[fCampaign]); !ok {
 			field := fmt.Sprintf("events[%d].c", i)
 			s.m.rejectedBy[reasonUnknownCampaign].Inc()
 			jsonError(ctx, fasthttp.StatusBadRequest, field, field+": unknown campaign")
 			return
 		}
 	}
-	if s.q.free() < len(raws) || !s.ready.Load() {
-		reason := s.shedReason()
+	if s.dl.room() < len(raws) || !s.ready.Load() {
+		reason := s.dl.shedReason()
 		if !s.ready.Load() {
 			reason = reasonNotReady
 		}
@@ -115,7 +115,7 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 		default:
 			// Lost the race for queue space against other requests.
 			s.m.acceptedBatch.Add(float64(accepted))
-			h.Set(RejectHeader, s.shedReason())
+			h.Set(RejectHeader, s.dl.shedReason())
 			h.Set("Retry-After", "5")
 			jsonError(ctx, fasthttp.StatusServiceUnavailable, "", fmt.Sprintf("overloaded after %d of %d events: retry the batch later (events with an eid are counted once)", accepted, len(raws)))
 			return
@@ -176,53 +176,19 @@ func (s *Server) parseBatch(v *fastjson.Value, dst *[]rawHit) ([]rawHit, error) 
 		return nil, &fieldError{"", "body must be a JSON object with an events array"}
 	}
 	var shared rawHit
-	var err error
-	fields := []struct {
-		key string
-		dst *[]byte
-	}{
-		{"c", &shared.campaign}, {"u", &shared.url}, {"r", &shared.referrer}, {"v", &shared.vacancy},
-		{"gdpr", &shared.gdpr}, {"tcf", &shared.tcf}, {"gdpr_consent", &shared.tcf}, {"gcs", &shared.gcs},
-		{"gclid", &shared.gclid}, {"gbraid", &shared.gbraid}, {"wbraid", &shared.wbraid},
-		{"fbclid", &shared.fbclid}, {"fbc", &shared.fbc}, {"fbp", &shared.fbp}, {"li_fat_id", &shared.liFatID},
-		{"em", &shared.email}, {"gpc", &shared.gpc},
+	if err := parseObject(v, "", &shared, inBody, inBodyOrEvent); err != nil {
+		return nil, err
 	}
-	for _, f := range fields {
-		b, err := str(v, f.key, "")
+	for _, sub := range [...]struct {
+		key string
+		in  scope
+	}{{"consent_mode", inConsentMode}, {"consent", inConsent}} {
+		o, err := obj(v, sub.key, "")
 		if err != nil {
 			return nil, err
 		}
-		if b != nil {
-			*f.dst = b
-		}
-	}
-	cm, err := obj(v, "consent_mode", "")
-	if err != nil {
-		return nil, err
-	}
-	if cm != nil {
-		for _, f := range []struct {
-			key string
-			dst *[]byte
-		}{{"ad_storage", &shared.adStorage}, {"analytics_storage", &shared.analyticsStorage},
-			{"ad_user_data", &shared.adUserData}, {"ad_personalization", &shared.adPersonal}} {
-			if *f.dst, err = str(cm, f.key, "consent_mode."); err != nil {
-				return nil, err
-			}
-		}
-	}
-	ex, err := obj(v, "consent", "")
-	if err != nil {
-		return nil, err
-	}
-	if ex != nil {
-		for _, f := range []struct {
-			key string
-			dst *[]byte
-		}{{"measurement", &shared.exMeasurement}, {"analytics_storage", &shared.exAnalytics},
-			{"ad_storage", &shared.exAdStorage}, {"ad_user_data", &shared.exAdUserData},
-			{"ad_personalization", &shared.exAdPersonal}} {
-			if *f.dst, err = str(ex, f.key, "consent."); err != nil {
+		if o != nil {
+			if err := parseObject(o, sub.key+".", &shared, sub.in); err != nil {
 				return nil, err
 			}
 		}
@@ -244,20 +210,10 @@ func (s *Server) parseBatch(v *fastjson.Value, dst *[]rawHit) ([]rawHit, error) 
 			return nil, &fieldError{fmt.Sprintf("events[%d]", i), "must be an object"}
 		}
 		r := shared
-		for _, f := range [...]struct {
-			key string
-			dst *[]byte
-		}{{"c", &r.campaign}, {"e", &r.event}, {"u", &r.url}, {"r", &r.referrer}, {"v", &r.vacancy},
-			{"eid", &r.eid}, {"em", &r.email}} {
-			b, err := str(e, f.key, "")
-			if err != nil {
-				// Name the event only on error: no formatting per event.
-				err.(*fieldError).field = fmt.Sprintf("events[%d].", i) + err.(*fieldError).field
-				return nil, err
-			}
-			if b != nil {
-				*f.dst = b
-			}
+		if err := parseObject(e, "", &r, inBodyOrEvent, inEvent); err != nil {
+			// Name the event only on error: no formatting per event.
+			err.(*fieldError).field = fmt.Sprintf("events[%d].", i) + err.(*fieldError).field
+			return nil, err
 		}
 		out = append(out, r)
 	}

@@ -65,40 +65,11 @@ func (s *Server) pixel(ctx *fasthttp.RequestCtx) {
 	h.Set("Cache-Control", "no-store")
 	ctx.SetBody(gif)
 	var raw rawHit
-	args := ctx.QueryArgs()
-	raw.campaign = args.Peek("c")
-	raw.event = args.Peek("e")
-	raw.url = args.Peek("u")
-	raw.referrer = args.Peek("r")
-	raw.vacancy = args.Peek("v")
-	raw.eid = args.Peek("eid")
-	raw.gdpr = args.Peek("gdpr")
-	raw.tcf = args.Peek("gdpr_consent")
-	if len(raw.tcf) == 0 {
-		raw.tcf = args.Peek("tcf")
-	}
-	raw.gcs = args.Peek("gcs")
-	raw.adStorage = args.Peek("ad_storage")
-	raw.analyticsStorage = args.Peek("analytics_storage")
-	raw.adUserData = args.Peek("ad_user_data")
-	raw.adPersonal = args.Peek("ad_personalization")
-	raw.email = args.Peek("em")
-	raw.gclid = args.Peek("gclid")
-	raw.gbraid = args.Peek("gbraid")
-	raw.wbraid = args.Peek("wbraid")
-	raw.fbclid = args.Peek("fbclid")
-	raw.fbc = args.Peek("fbc")
-	raw.fbp = args.Peek("fbp")
-	raw.liFatID = args.Peek("li_fat_id")
-	raw.gpc = args.Peek("gpc")
-	raw.exMeasurement = args.Peek("consent_measurement")
-	raw.exAdStorage = args.Peek("consent_ad_storage")
-	raw.exAdUserData = args.Peek("consent_ad_user_data")
-	raw.exAdPersonal = args.Peek("consent_ad_personalization")
-	if len(raw.url) == 0 {
+	parseQuery(ctx.QueryArgs(), &raw)
+	if len(raw.v[fURL]) == 0 {
 		// A <noscript> pixel cannot say where it is: the Referer header
 		// names the page that embeds it (not the visitor's referrer).
-		raw.url = ctx.Request.Header.Referer()
+		raw.v[fURL] = ctx.Request.Header.Referer()
 	}
 	var meta reqMeta
 	s.fillMeta(ctx, &meta)
@@ -131,7 +102,7 @@ func (s *Server) accept(raw *rawHit, meta *reqMeta) string {
 		s.m.rejectedBy[reasonNotReady].Inc()
 		return reasonNotReady
 	}
-	camp, ok := s.deps.Campaigns.lookup(raw.campaign)
+	camp, ok := s.deps.Campaigns.lookup(raw.v[fCampaign])
 	if !ok {
 		s.m.rejectedBy[reasonUnknownCampaign].Inc()
 		return reasonUnknownCampaign
@@ -148,9 +119,9 @@ func (s *Server) accept(raw *rawHit, meta *reqMeta) string {
 		rec.key = b.hit.ID // no visitor hash: spread by event id
 	}
 	rec.buf = b.hit.Append(rec.buf[:0])
-	if !s.q.offer(rec) {
+	if !s.dl.offer(rec) {
 		putRecord(rec)
-		reason := s.shedReason()
+		reason := s.dl.shedReason()
 		s.m.rejectedBy[reason].Inc()
 		return reason
 	}

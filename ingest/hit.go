@@ -11,21 +11,11 @@ import (
 
 // rawHit holds the untrusted fields of one hit as sent by a page, as
 // sub-slices of the request (no copies). The same struct is filled from
-// /p.gif query arguments and from /e JSON objects.
+// /p.gif query arguments and from /e JSON objects, both through hitFields
+// (fields.go).
 type rawHit struct {
-	campaign, event, url, referrer, vacancy, eid []byte
-
-	// Consent signals.
-	gdpr, tcf, gcs                                         []byte
-	adStorage, analyticsStorage, adUserData, adPersonal    []byte
-	exMeasurement, exAdStorage, exAdUserData, exAdPersonal []byte
-	exAnalytics                                            []byte
-
-	// Identifiers, used only when consent allows ads.
-	email, gclid, gbraid, wbraid, fbclid, fbc, fbp, liFatID []byte
-
-	// gpc is "1" when the page saw navigator.globalPrivacyControl.
-	gpc []byte
+	// v holds the values by field (fields.go); nil when absent.
+	v [numFields][]byte
 }
 
 // reqMeta is what the request itself tells about the visitor.
@@ -73,28 +63,20 @@ func (s *idSource) next(dst *[16]byte) {
 // validate checks the fields every hit needs and returns a reject reason,
 // or "" when the hit is well-formed.
 func (r *rawHit) validate() string {
-	if len(r.campaign) == 0 {
+	if len(r.v[fCampaign]) == 0 {
 		return reasonMissingCampaign
 	}
-	if !validID(r.campaign) {
+	if !validID(r.v[fCampaign]) {
 		return reasonBadCampaign
 	}
-	if schemas.ParseEvent(r.event) == schemas.EventUnknown {
+	if schemas.ParseEvent(r.v[fEvent]) == schemas.EventUnknown {
 		return reasonBadEvent
 	}
-	for _, f := range [...][]byte{r.url, r.referrer, r.vacancy, r.eid, r.tcf, r.email, r.gclid, r.gbraid, r.wbraid, r.fbclid, r.fbc, r.fbp, r.liFatID} {
-		if len(f) > maxFieldLen {
-			return reasonFieldTooLong
-		}
-	}
-	if len(r.eid) > 128 || len(r.vacancy) > 256 {
+	if r.tooLong() {
 		return reasonFieldTooLong
 	}
 	return ""
 }
-
-// maxFieldLen bounds URLs, referrers and consent strings.
-const maxFieldLen = 4096
 
 func validID(b []byte) bool {
 	if len(b) == 0 || len(b) > 64 {

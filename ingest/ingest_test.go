@@ -70,7 +70,7 @@ func TestPixelQueuesHit(t *testing.T) {
 	if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "no-store" {
 		t.Fatalf("Cache-Control = %q", cc)
 	}
-	rec := <-s.q.ch
+	rec := <-s.dl.q.ch
 	var h schemas.Hit
 	if err := h.Decode(rec.buf); err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestPixelAllocs(t *testing.T) {
 		if len(ctx.Response.Header.Peek(RejectHeader)) != 0 {
 			t.Fatalf("rejected: %s", ctx.Response.Header.Peek(RejectHeader))
 		}
-		putRecord(<-s.q.ch)
+		putRecord(<-s.dl.q.ch)
 	}
 	run() // warm pools
 	if n := testing.AllocsPerRun(2000, run); n != 0 {
@@ -111,14 +111,14 @@ func BenchmarkPixel(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.pixel(ctx)
-		putRecord(<-s.q.ch)
+		putRecord(<-s.dl.q.ch)
 	}
 }
 
 func decodeQueued(t *testing.T, s *Server) schemas.Hit {
 	t.Helper()
 	select {
-	case rec := <-s.q.ch:
+	case rec := <-s.dl.q.ch:
 		var h schemas.Hit
 		if err := h.Decode(append([]byte(nil), rec.buf...)); err != nil {
 			t.Fatal(err)
@@ -182,7 +182,8 @@ func TestConsentAtTheEdge(t *testing.T) {
 	}
 	// The explicit object can refuse counting altogether.
 	ctx = pixelCtx("/p.gif?c=cmp_1&e=page_view")
-	raw := rawHit{campaign: []byte("cmp_1"), event: []byte("page_view"), exMeasurement: []byte("denied")}
+	var raw rawHit
+	raw.v[fCampaign], raw.v[fEvent], raw.v[fExMeasurement] = []byte("cmp_1"), []byte("page_view"), []byte("denied")
 	var meta reqMeta
 	s.fillMeta(ctx, &meta)
 	if r := s.accept(&raw, &meta); r != reasonNoConsent {
@@ -261,7 +262,7 @@ func BenchmarkEvents(b *testing.B) {
 			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 		for range 10 {
-			putRecord(<-s.q.ch)
+			putRecord(<-s.dl.q.ch)
 		}
 	}
 }

@@ -26,27 +26,27 @@ type metrics struct {
 	accepted       *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
 	rejectedBy     map[string]prometheus.Counter
+	acceptedPixel  prometheus.Counter
+	acceptedBatch  prometheus.Counter
+	consentInvalid prometheus.Counter
+}
+
+// deliveryMetrics are the metrics of the queue, Kafka and spool paths
+// (delivery.go, producer.go).
+type deliveryMetrics struct {
 	dropped        *prometheus.CounterVec
 	produced       prometheus.Counter
 	produceErrors  prometheus.Counter
 	produceLatency prometheus.Histogram
 	queueDepth     prometheus.GaugeFunc
-	acceptedPixel  prometheus.Counter
-	acceptedBatch  prometheus.Counter
-	consentInvalid prometheus.Counter
-	deliveryMetrics
+	spooled        prometheus.Counter
+	replayed       prometheus.Counter
+	spoolErrors    prometheus.Counter
+	spoolCorrupt   prometheus.Counter
+	kafkaUp        prometheus.Gauge
 }
 
-// deliveryMetrics are the metrics of the Kafka and spool paths (producer.go).
-type deliveryMetrics struct {
-	spooled      prometheus.Counter
-	replayed     prometheus.Counter
-	spoolErrors  prometheus.Counter
-	spoolCorrupt prometheus.Counter
-	kafkaUp      prometheus.Gauge
-}
-
-func newMetrics(reg prometheus.Registerer, depth func() float64) *metrics {
+func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobpixel_ingest_accepted_total", Help: "Hits accepted and queued for Kafka, by endpoint.",
@@ -54,6 +54,26 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) *metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobpixel_ingest_rejected_total", Help: "Hits rejected, by reason.",
 		}, []string{"reason"}),
+	}
+	m.consentInvalid = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "jobpixel_ingest_consent_invalid_total", Help: "Malformed consent signals (TC string, gcs, gdpr, Consent Mode values); each counts as a denial.",
+	})
+	m.rejectedBy = make(map[string]prometheus.Counter, len(allReasons))
+	for _, r := range allReasons {
+		m.rejectedBy[r] = m.rejected.WithLabelValues(r)
+	}
+	m.acceptedPixel = m.accepted.WithLabelValues("pixel")
+	m.acceptedBatch = m.accepted.WithLabelValues("events")
+	if reg != nil {
+		reg.MustRegister(m.accepted, m.rejected, m.consentInvalid)
+	}
+	return m
+}
+
+// newDeliveryMetrics creates the delivery metrics and registers them on reg
+// when it is not nil; depth reads the queue's length.
+func newDeliveryMetrics(reg prometheus.Registerer, depth func() float64) *deliveryMetrics {
+	m := &deliveryMetrics{
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobpixel_ingest_dropped_total", Help: "Accepted hits lost, by cause. Should stay 0.",
 		}, []string{"cause"}),
@@ -70,18 +90,26 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) *metrics {
 		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "jobpixel_ingest_queue_depth", Help: "Hits waiting in the in-process queue.",
 		}, depth),
+		spooled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_spooled_total", Help: "Hits written to the disk spool (Kafka down or slow).",
+		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_replayed_total", Help: "Spooled hits acknowledged by Kafka.",
+		}),
+		spoolErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_spool_errors_total", Help: "Spool I/O errors (appends, reads, position writes).",
+		}),
+		spoolCorrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobpixel_ingest_spool_corrupt_total", Help: "Damaged spool regions (torn tails, checksum errors) skipped.",
+		}),
+		kafkaUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jobpixel_ingest_kafka_up", Help: "1 while Kafka takes writes, 0 while hits are spooled because it does not.",
+		}),
 	}
-	m.consentInvalid = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "jobpixel_ingest_consent_invalid_total", Help: "Malformed consent signals (TC string, gcs, gdpr, Consent Mode values); each counts as a denial.",
-	})
-	m.rejectedBy = make(map[string]prometheus.Counter, len(allReasons))
-	for _, r := range allReasons {
-		m.rejectedBy[r] = m.rejected.WithLabelValues(r)
-	}
-	m.acceptedPixel = m.accepted.WithLabelValues("pixel")
-	m.acceptedBatch = m.accepted.WithLabelValues("events")
+	m.kafkaUp.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.rejected, m.dropped, m.produced, m.produceErrors, m.produceLatency, m.queueDepth, m.consentInvalid)
+		reg.MustRegister(m.dropped, m.produced, m.produceErrors, m.produceLatency, m.queueDepth,
+			m.spooled, m.replayed, m.spoolErrors, m.spoolCorrupt, m.kafkaUp)
 	}
 	return m
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,24 +119,21 @@ type Salts interface {
 	Current(now time.Time) *[32]byte
 }
 
-// Server is the ingest endpoint.
+// Server is the ingest endpoint: HTTP, validation and enrichment. What
+// happens to an accepted hit is its delivery's (delivery.go).
 type Server struct {
-	cfg   Config
-	deps  Deps
-	q     *queue
-	m     *metrics
-	ids   idSource
-	ready atomic.Bool
+	cfg      Config
+	deps     Deps
+	dl       *delivery
+	m        *metrics
+	ids      idSource
+	ready    atomic.Bool // between Start and Shutdown
+	draining atomic.Bool // /readyz answers 503
 
-	dl            delivery
-	stopProducers chan struct{}
-	producersDone sync.WaitGroup
-	vendors       consent.Vendors
-	urlStrict     anonymize.URLOptions
-	urlAds        anonymize.URLOptions
-	prodCtx       context.Context
-	prodCancel    context.CancelFunc
-	srv           *fasthttp.Server
+	vendors   consent.Vendors
+	urlStrict anonymize.URLOptions
+	urlAds    anonymize.URLOptions
+	srv       *fasthttp.Server
 }
 
 // New returns a server; call Start to run the producers, then Serve.
@@ -148,7 +144,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Writer == nil || deps.Campaigns == nil || deps.Salts == nil || deps.Log == nil {
 		return nil, errors.New("ingest: writer, campaigns, salts and log are required")
 	}
-	s := &Server{cfg: cfg, deps: deps, q: newQueue(cfg.QueueSize), stopProducers: make(chan struct{})}
+	s := &Server{cfg: cfg, deps: deps}
 	s.urlAds.KeepClickIDs = true
 	s.urlStrict.Deny, s.urlAds.Deny = cfg.DenyParams, cfg.DenyParams
 	s.vendors = consent.Vendors{Meta: uint16(cfg.MetaVendorID), LinkedIn: uint16(cfg.LinkedInVendorID)}
@@ -159,8 +155,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Metrics != nil {
 		reg = deps.Metrics
 	}
-	s.m = newMetrics(reg, func() float64 { return float64(s.q.len()) })
-	if err := s.openSpool(reg); err != nil {
+	s.m = newMetrics(reg)
+	var err error
+	if s.dl, err = newDelivery(&cfg, &deps, reg); err != nil {
 		return nil, err
 	}
 	s.srv = &fasthttp.Server{
@@ -182,10 +179,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// Start runs the Kafka producers and, with a spool, its spiller and
-// replayer (see producer.go). They stop in Shutdown.
+// Start runs the delivery to Kafka (producers and, with a spool, its
+// spiller and replayer); it stops in Shutdown.
 func (s *Server) Start() {
-	s.startDelivery()
+	s.dl.start()
 	s.ready.Store(true)
 }
 
@@ -197,12 +194,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Ready reports whether the server accepts hits.
-func (s *Server) Ready() bool { return s.ready.Load() }
-
 // Drain makes /readyz answer 503 while hits are still accepted, so load
 // balancers stop sending them before Shutdown (the drain delay).
-func (s *Server) Drain() { s.dl.draining.Store(true) }
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // Shutdown stops accepting hits and flushes the queue within ctx's
 // deadline: not ready → stop the listener and finish open requests (at most
@@ -221,7 +215,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("ingest: shutdown: %w", err)
 	}
-	return errors.Join(err, s.stopDelivery(ctx))
+	return errors.Join(err, s.dl.stop(ctx))
+}
+
+// readiness says whether the load balancer should send hits here, and why not.
+func (s *Server) readiness() (bool, string) {
+	if s.draining.Load() || !s.ready.Load() {
+		return false, "shutting down"
+	}
+	return s.dl.health()
 }
 
 // transportError answers requests fasthttp could not read: 413 for bodies
