@@ -1,7 +1,7 @@
 // Package anonymize holds the per-hit privacy transforms of the ingest hot
 // path: IP truncation, the cookieless daily visitor id, URL and referrer
 // scrubbing, and the per-platform normalisation and SHA-256 hashing of
-// e-mail addresses and phone numbers.
+// e-mail addresses.
 //
 // It is a pure package: it imports only the standard library, does no I/O
 // and keeps no state. Functions take their input as []byte and, where they

@@ -38,18 +38,10 @@ func TestPlatformVectors(t *testing.T) {
 		"f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79")
 	checkHash(t, "EmailMeta", EmailMeta, "  Mary@Example.COM \n",
 		"f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79")
-	checkHash(t, "PhoneMeta", PhoneMeta, "+1 (555) 987-6543",
-		"1ef970831d7963307784fa8688e8fce101a15685d62aa765fed23f3a2c576a4e")
-	checkHash(t, "PhoneMeta", PhoneMeta, "001 555 987 6543",
-		"1ef970831d7963307784fa8688e8fce101a15685d62aa765fed23f3a2c576a4e")
 	checkHash(t, "EmailGoogle", EmailGoogle, "cloudy.sanfrancisco+shopping@gmail.com",
 		"223ebda6f6889b1494551ba902d9d381daf2f642bae055888e96343d53e9f9c4")
 	checkHash(t, "EmailGoogle", EmailGoogle, " Cloudy.SanFrancisco+Shopping @ GMAIL.com ",
 		"223ebda6f6889b1494551ba902d9d381daf2f642bae055888e96343d53e9f9c4")
-	checkHash(t, "PhoneGoogle", PhoneGoogle, "+1 (800) 555-0100",
-		"fb4f73a6ec5fdb7077d564cdd22c3554b43ce49168550c3b12c547b78c517b30")
-	checkHash(t, "PhoneGoogle", PhoneGoogle, "+18005550100",
-		"fb4f73a6ec5fdb7077d564cdd22c3554b43ce49168550c3b12c547b78c517b30")
 }
 
 func TestEmailMeta(t *testing.T) {
@@ -108,36 +100,6 @@ func TestEmailGoogle(t *testing.T) {
 	f("", "")
 }
 
-func TestPhone(t *testing.T) {
-	f := func(in, digits string) {
-		t.Helper()
-		wantMeta, wantGoogle := "", ""
-		if digits != "" {
-			wantMeta, wantGoogle = sha(digits), sha("+"+digits)
-		}
-		checkHash(t, "PhoneMeta", PhoneMeta, in, wantMeta)
-		checkHash(t, "PhoneGoogle", PhoneGoogle, in, wantGoogle)
-	}
-	f("+44 (0)20 7946 0958", "442079460958")
-	f("+49 151/234.567-89", "4915123456789")
-	f("0049 151 23456789", "4915123456789")
-	f(" +31612345678\n", "31612345678")
-	f("+290 1234", "2901234") // 7 digits: shortest accepted
-	f("+290 123", "")
-	f("+1234567890123456", "") // 16 digits
-	f("(800) 555-0100", "")    // no country code: rejected, not guessed
-	f("0151 23456789", "")
-	f("15559876543", "")
-	f("+0 123 456 789", "")
-	f("000 123 456 789", "")
-	f("+1 800 FLOWERS", "")
-	f("+1 555 987 6543 ext 12", "")
-	f("+", "")
-	f("", "")
-	h := sha("15559876543")
-	checkHash(t, "PhoneMeta", PhoneMeta, strings.ToUpper(h), h)
-}
-
 func TestHashAllocs(t *testing.T) {
 	dst := make([]byte, 0, 64)
 	inputs := []struct {
@@ -147,8 +109,6 @@ func TestHashAllocs(t *testing.T) {
 		{EmailMeta, []byte(" Mary@Example.com ")},
 		{EmailGoogle, []byte("cloudy.sanfrancisco+shopping@gmail.com")},
 		{EmailGoogle, []byte("Jürgen@Bücher.de")},
-		{PhoneMeta, []byte("+1 (555) 987-6543")},
-		{PhoneGoogle, []byte("+1 (800) 555-0100")},
 	}
 	for _, c := range inputs {
 		if n := testing.AllocsPerRun(1000, func() {
@@ -255,46 +215,6 @@ func FuzzEmailGoogle(f *testing.F) {
 	})
 }
 
-func FuzzPhone(f *testing.F) {
-	for _, s := range []string{"+1 (555) 987-6543", "0044 (0)20 7946 0958", "(800) 555-0100", "+(0)1234567", "++1234567"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		m, okM := PhoneMeta(nil, []byte(in))
-		g, okG := PhoneGoogle(nil, []byte(in))
-		if okM != okG {
-			t.Fatalf("PhoneMeta ok=%v, PhoneGoogle ok=%v for %q", okM, okG, in)
-		}
-		if !okM {
-			return
-		}
-		if len(m) != 64 || len(g) != 64 {
-			t.Fatalf("hash lengths %d, %d", len(m), len(g))
-		}
-		// Outside the hash pass-through, the Google form is "+" + the Meta
-		// digits: recover the digits from the input to check both.
-		if isHex64([]byte(strings.TrimSpace(in))) {
-			return
-		}
-		var digits strings.Builder
-		s := strings.TrimSpace(in)
-		s = strings.ReplaceAll(s, "(0)", "")
-		s = strings.TrimPrefix(s, "+")
-		for _, r := range s {
-			if '0' <= r && r <= '9' {
-				digits.WriteRune(r)
-			}
-		}
-		d := strings.TrimPrefix(digits.String(), "00")
-		if string(m) != sha(d) && !strings.Contains(in, "(0)") {
-			t.Fatalf("PhoneMeta(%q) hashes something other than %q", in, d)
-		}
-		if string(m) == sha(d) && string(g) != sha("+"+d) {
-			t.Fatalf("PhoneGoogle(%q) is not the hash of %q", in, "+"+d)
-		}
-	})
-}
-
 func BenchmarkEmailMeta(b *testing.B) {
 	in := []byte(" Mary.Doe@Example.com ")
 	dst := make([]byte, 0, 64)
@@ -313,11 +233,3 @@ func BenchmarkEmailGoogle(b *testing.B) {
 	}
 }
 
-func BenchmarkPhoneMeta(b *testing.B) {
-	in := []byte("+1 (555) 987-6543")
-	dst := make([]byte, 0, 64)
-	b.ReportAllocs()
-	for b.Loop() {
-		dst, _ = PhoneMeta(dst[:0], in)
-	}
-}

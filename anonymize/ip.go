@@ -20,16 +20,16 @@ var ErrWeakTruncation = errors.New("truncation keeps more bits than allowed")
 // ErrNegativeBits reports a negative prefix length.
 var ErrNegativeBits = errors.New("prefix length is negative")
 
-// IP returns the network address of a's prefix: the first v4Bits bits of an
-// IPv4 address, or the first v6Bits bits of an IPv6 address, with all later
-// bits zeroed and any zone dropped. An IPv4-mapped IPv6 address
+// truncate returns the network address of a's prefix: the first v4Bits bits
+// of an IPv4 address, or the first v6Bits bits of an IPv6 address, with all
+// later bits zeroed and any zone dropped. An IPv4-mapped IPv6 address
 // (::ffff:a.b.c.d) is treated as IPv4 and returned unmapped, as IPv4.
 //
-// IP never keeps more than MaxV4Bits or MaxV6Bits: larger counts are
-// lowered to those maxima and negative counts raised to 0. Use
-// NewTruncator to reject such settings at configuration time instead.
-// The zero Addr gives the zero Addr. IP does not allocate.
-func IP(a netip.Addr, v4Bits, v6Bits int) netip.Addr {
+// truncate never keeps more than MaxV4Bits or MaxV6Bits: larger counts are
+// lowered to those maxima and negative counts raised to 0 (NewTruncator
+// rejects such settings; this is the second line of defence). The zero Addr
+// gives the zero Addr. truncate does not allocate.
+func truncate(a netip.Addr, v4Bits, v6Bits int) netip.Addr {
 	if !a.IsValid() {
 		return netip.Addr{}
 	}
@@ -81,8 +81,11 @@ func (t Truncator) Bits() (v4Bits, v6Bits int) {
 	return MaxV4Bits - int(t.v4Extra), MaxV6Bits - int(t.v6Extra)
 }
 
-// IP truncates a as the package-level IP does with t's prefix lengths.
+// IP returns the network address of a's prefix of t's length: an IPv4
+// address (also one mapped into IPv6, returned unmapped) keeps its first
+// v4Bits, an IPv6 address its first v6Bits, any zone is dropped, and the
+// zero Addr stays zero. It does not allocate.
 func (t Truncator) IP(a netip.Addr) netip.Addr {
 	v4, v6 := t.Bits()
-	return IP(a, v4, v6)
+	return truncate(a, v4, v6)
 }

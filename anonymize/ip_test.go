@@ -13,15 +13,15 @@ func TestIP(t *testing.T) {
 		if in != "" {
 			a = netip.MustParseAddr(in)
 		}
-		got := IP(a, v4, v6)
+		got := truncate(a, v4, v6)
 		if want == "" {
 			if got.IsValid() {
-				t.Errorf("IP(%q, %d, %d) = %v, want zero Addr", in, v4, v6, got)
+				t.Errorf("truncate(%q, %d, %d) = %v, want zero Addr", in, v4, v6, got)
 			}
 			return
 		}
 		if got != netip.MustParseAddr(want) {
-			t.Errorf("IP(%q, %d, %d) = %v, want %v", in, v4, v6, got, want)
+			t.Errorf("truncate(%q, %d, %d) = %v, want %v", in, v4, v6, got, want)
 		}
 	}
 	f("", 24, 48, "")
@@ -98,9 +98,10 @@ func TestIPAllocs(t *testing.T) {
 func BenchmarkIP(b *testing.B) {
 	a4 := netip.MustParseAddr("203.0.113.77")
 	a6 := netip.MustParseAddr("2001:db8:abcd:1234::1")
+	var tr Truncator
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = IP(a4, 24, 48)
-		_ = IP(a6, 24, 48)
+		_ = tr.IP(a4)
+		_ = tr.IP(a6)
 	}
 }

@@ -4,8 +4,8 @@ import "bytes"
 
 // Tracking holds the campaign parameters and ad click identifiers of a
 // URL's query. Each field is a sub-slice of the URL given to Parse — still
-// percent-encoded (decode with Unescape) and valid only while that buffer
-// is — or nil when the parameter is absent. A parameter present without a
+// percent-encoded (ingest decodes the utm_* values with Unescape) and valid
+// only while that buffer is — or nil when the parameter is absent. A parameter present without a
 // value ("?gclid" or "?gclid=") gives an empty, non-nil slice.
 type Tracking struct {
 	UTMSource, UTMMedium, UTMCampaign, UTMTerm, UTMContent []byte

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/jobpixel/jobpixel/anonymize"
 	"github.com/jobpixel/jobpixel/api"
 	"github.com/jobpixel/jobpixel/api/dashboard"
 	"github.com/jobpixel/jobpixel/ingest"
@@ -50,6 +51,8 @@ type App struct {
 	wg         sync.WaitGroup
 	errc       chan error
 
+	trunc anonymize.Truncator
+
 	// Demo is set when Config.Demo created or reused the demo campaign.
 	Demo *Demo
 }
@@ -60,7 +63,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), errc: make(chan error, 4)}
+	trunc, err := cfg.truncator()
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, trunc: trunc, log: log, reg: prometheus.NewRegistry(), errc: make(chan error, 4)}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
@@ -105,7 +112,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	if roles.pipeline {
 		p, err := pipeline.New(pipeline.Config{Brokers: brokers, Topic: cfg.KafkaTopic, Group: cfg.KafkaGroup,
-			BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval, IPv4Bits: cfg.IPv4Bits, IPv6Bits: cfg.IPv6Bits}, a.st, log.With("role", "pipeline"), a.reg)
+			BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval, Truncation: trunc}, a.st, log.With("role", "pipeline"), a.reg)
 		if err != nil {
 			return nil, err
 		}
@@ -180,7 +187,7 @@ func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 		TrustedProxies: trusted, QueueSize: a.cfg.QueueSize, MaxBodyBytes: a.cfg.MaxBodyBytes,
 		SpoolDir: spoolDir, SpoolMaxBytes: int64(a.cfg.SpoolMaxBytes),
 		MetaVendorID: a.cfg.MetaVendorID, LinkedInVendorID: a.cfg.LinkedInVendor,
-		IPv4Bits: a.cfg.IPv4Bits, IPv6Bits: a.cfg.IPv6Bits, DenyParams: a.cfg.denyParams(),
+		Truncation: a.trunc, DenyParams: a.cfg.denyParams(),
 	}, ingest.Deps{Writer: a.writer, Campaigns: reg, Salts: keeper, Geo: geoDB, Log: log, Metrics: a.reg,
 		KafkaProbe: kafkaProbe(brokers, a.cfg.KafkaTopic)})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/jobpixel/jobpixel/anonymize"
 	"github.com/jobpixel/jobpixel/instruction"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/internal/tlsconf"
@@ -129,8 +130,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	num(&c.MaxBodyBytes, "ingest.max-body", 64<<10, "largest accepted POST /e body in bytes")
 	str(&c.SpoolDir, "ingest.spool-dir", "", "disk spool for hits while Kafka is down or slow, replayed when it is back (default DATA_DIR/spool)")
 	num(&c.SpoolMaxBytes, "ingest.spool-max-bytes", 1<<30, "size cap of the disk spool in bytes; when it is full too, hits are shed (503, X-Jobpixel-Reject: spool_full)")
-	num(&c.IPv4Bits, "anonymize.ipv4-bits", 24, "leading bits kept of IPv4 addresses (1-24; never more)")
-	num(&c.IPv6Bits, "anonymize.ipv6-bits", 48, "leading bits kept of IPv6 addresses (1-48; never more)")
+	num(&c.IPv4Bits, "anonymize.ipv4-bits", 24, "leading bits kept of IPv4 addresses (0-24; never more)")
+	num(&c.IPv6Bits, "anonymize.ipv6-bits", 48, "leading bits kept of IPv6 addresses (0-48; never more)")
 	str(&c.DenyParams, "anonymize.deny-params", "", "comma-separated query parameters removed from URLs and referrers, besides the built-in list")
 	str(&c.GeoIPDB, "geoip.db", "", "path of a GeoIP2-layout City or Country .mmdb (see geo/README.md); empty disables GeoIP")
 	num(&c.MetaVendorID, "consent.meta-vendor-id", 0, "TCF vendor id used for Meta; 0 = not a TCF vendor")
@@ -257,6 +258,15 @@ func (c *Config) roles() (roleSet, error) {
 		return rs, fmt.Errorf("no role given")
 	}
 	return rs, nil
+}
+
+// truncator is the validated -anonymize.ipv4-bits/-ipv6-bits setting.
+func (c *Config) truncator() (anonymize.Truncator, error) {
+	t, err := anonymize.NewTruncator(c.IPv4Bits, c.IPv6Bits)
+	if err != nil {
+		return t, fmt.Errorf("anonymize.ipv4-bits, anonymize.ipv6-bits: %w", err)
+	}
+	return t, nil
 }
 
 func (c *Config) trustedProxies() ([]netip.Prefix, error) {

@@ -2,13 +2,16 @@ package app
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/jobpixel/jobpixel/anonymize"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/internal/testenv"
 	"github.com/jobpixel/jobpixel/schemas"
@@ -70,6 +73,31 @@ func TestRolesAndProxies(t *testing.T) {
 	}
 	if _, err := (&Config{TrustedProxies: "nonsense"}).trustedProxies(); err == nil {
 		t.Fatal("bad proxy accepted")
+	}
+}
+
+// TestTruncationFlags: the anonymize flags can make truncation stronger,
+// never weaker, and a weak one names the flag.
+func TestTruncationFlags(t *testing.T) {
+	for _, c := range []struct {
+		v4, v6 int
+		weak   bool
+	}{{24, 48, false}, {16, 32, false}, {0, 0, false}, {25, 48, true}, {24, 64, true}, {-1, 48, true}} {
+		tr, err := (&Config{IPv4Bits: c.v4, IPv6Bits: c.v6}).truncator()
+		if c.weak {
+			if err == nil || !strings.Contains(err.Error(), "anonymize.ipv4-bits") {
+				t.Errorf("/%d, /%d: err %v, want one naming the flags", c.v4, c.v6, err)
+			}
+			continue
+		}
+		if v4, v6 := tr.Bits(); err != nil || v4 != c.v4 || v6 != c.v6 {
+			t.Errorf("/%d, /%d: truncator keeps /%d, /%d, err %v", c.v4, c.v6, v4, v6, err)
+		}
+	}
+	// Start refuses a weak setting before it starts anything.
+	if _, err := Start(context.Background(), Config{Roles: "ingest", IPv4Bits: 32, IPv6Bits: 48}, slog.New(slog.DiscardHandler)); err == nil ||
+		!errors.Is(err, anonymize.ErrWeakTruncation) {
+		t.Fatalf("Start with -anonymize.ipv4-bits 32: %v", err)
 	}
 }
 

@@ -68,15 +68,6 @@ type Summary struct {
 	vendors [numPlatforms]VendorSummary
 }
 
-// Vendor returns what the string says about platform p's TCF vendor (the
-// zero VendorSummary if p has no vendor id or is unknown).
-func (s *Summary) Vendor(p Platform) VendorSummary {
-	if !p.valid() {
-		return VendorSummary{}
-	}
-	return s.vendors[p.index()]
-}
-
 // Summarize decodes TC string s in one pass and returns its Summary for the
 // configured vendors. It accepts and rejects exactly the strings Parse does,
 // but does not allocate: on failure it returns one of the Err* variables

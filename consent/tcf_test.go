@@ -267,16 +267,13 @@ func TestSummarizeRestrictions(t *testing.T) {
 			LIPurposes: PurposesOf(2)}},
 	}
 	for _, tt := range tests {
-		if got := sum.Vendor(tt.p); got != tt.want {
+		if got := sum.vendors[tt.p.index()]; got != tt.want {
 			t.Errorf("%v: got %+v\nwant %+v", tt.p, got, tt.want)
 		}
 	}
-	if got := sum.Vendor(0); got != (VendorSummary{}) {
-		t.Errorf("invalid platform: %+v", got)
-	}
 	// A platform without a vendor id is not summarized.
 	sum, _ = Summarize([]byte(s), Vendors{})
-	if got := sum.Vendor(Meta); got != (VendorSummary{}) {
+	if got := sum.vendors[Meta.index()]; got != (VendorSummary{}) {
 		t.Errorf("Meta without vendor id: %+v", got)
 	}
 }

@@ -1,10 +1,12 @@
-// Package forward holds the platform-neutral types the pipeline hands to the
-// ad-platform forwarders (forward/meta, forward/google, forward/linkedin), the
-// single error classification they all map into, and a batching+retry helper.
+// Package forward holds the platform-neutral types the forward role (package
+// relay) hands to the ad-platform clients (forward/meta, forward/google,
+// forward/linkedin), the single error classification they all map into, and
+// a batching+retry helper. The pipeline never forwards.
 //
-// Division of labour: the pipeline decides WHETHER something may be forwarded
-// (client instruction, visitor consent, GPC) and normalises+hashes personal
-// data before it gets here. A forwarder only formats, batches, sends and
+// Division of labour: the relay decides WHETHER something may be forwarded
+// (client instruction, visitor consent, GPC; relay/eligibility.go), and
+// ingest normalises and hashes personal data at the edge before it gets
+// here. A forwarder only formats, batches, sends and
 // reports. It never hashes, never adds data, and sends consent signals exactly
 // as given. It refuses (never sends) an item that would leak plaintext where a
 // hash is required, and it accounts for every item it was given: each one is

@@ -1,6 +1,6 @@
 // Package geo maps IP addresses to a country and region using a GeoIP2
 // database (.mmdb), read with github.com/oschwald/geoip2-golang. It must be
-// given the full address, before anonymize.IP truncates it; only the
+// given the full address, before anonymize.Truncator truncates it; only the
 // resulting codes are stored.
 //
 // Open accepts the database types geoip2 knows that carry a country: City

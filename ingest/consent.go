@@ -1,6 +1,9 @@
 package ingest
 
 import (
+	"strings"
+
+
 	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/uaclass"
 )
@@ -56,6 +59,7 @@ func (s *Server) resolve(raw *rawHit, meta *reqMeta) decision {
 	d := consent.Resolve(&sig, s.vendors)
 	if d&consent.TCFInvalid != 0 {
 		s.m.consentInvalid.Inc()
+		s.m.tcfInvalid.WithLabelValues(strings.TrimPrefix(d.TCFError().Error(), "tcf: ")).Inc()
 	}
 	return decision{
 		bits:        uint32(d),

@@ -50,7 +50,7 @@ func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInf
 		h.IP = ip.As16()
 		h.Flags |= schemas.FlagFullIP
 	} else if ip.IsValid() {
-		h.IP = anonymize.IP(ip, s.cfg.IPv4Bits, s.cfg.IPv6Bits).As16()
+		h.IP = s.cfg.Truncation.IP(ip).As16()
 	}
 	opts := &s.urlStrict
 	if ads {
@@ -61,7 +61,7 @@ func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInf
 	h.URL, h.Referrer = b.url, b.ref
 	var tr anonymize.Tracking
 	tr.Parse(h.URL) // the scrubbed URL: utm values are already clean
-	h.UTMSource, h.UTMMedium, h.UTMCampaign, h.UTMTerm, h.UTMContent = tr.UTMSource, tr.UTMMedium, tr.UTMCampaign, tr.UTMTerm, tr.UTMContent
+	b.utmDecode(&tr)
 	if !ads {
 		return ""
 	}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jobpixel/jobpixel/anonymize"
 	"github.com/jobpixel/jobpixel/schemas"
 )
 
@@ -38,11 +39,29 @@ type builder struct {
 	emGoogle []byte
 	fbc      []byte
 	region   []byte
+	utm      []byte // the decoded utm_* values, back to back
+}
+
+// utmDecode sets the hit's utm_* fields to tr's values percent-decoded
+// ("linked%20in" is stored and reported as "linked in"), in b.utm.
+func (b *builder) utmDecode(tr *anonymize.Tracking) {
+	src := [...][]byte{tr.UTMSource, tr.UTMMedium, tr.UTMCampaign, tr.UTMTerm, tr.UTMContent}
+	var end [len(src)]int
+	b.utm = b.utm[:0]
+	for i, v := range src {
+		b.utm = anonymize.Unescape(b.utm, v)
+		end[i] = len(b.utm)
+	}
+	h, start := &b.hit, 0
+	for i, dst := range [...]*[]byte{&h.UTMSource, &h.UTMMedium, &h.UTMCampaign, &h.UTMTerm, &h.UTMContent} {
+		*dst = b.utm[start:end[i]:end[i]]
+		start = end[i]
+	}
 }
 
 var builderPool = sync.Pool{New: func() any {
 	return &builder{url: make([]byte, 0, 512), ref: make([]byte, 0, 512), emMeta: make([]byte, 0, 64),
-		emGoogle: make([]byte, 0, 64), fbc: make([]byte, 0, 128), region: make([]byte, 0, 16)}
+		emGoogle: make([]byte, 0, 64), fbc: make([]byte, 0, 128), region: make([]byte, 0, 16), utm: make([]byte, 0, 256)}
 }}
 
 // idSource makes server event ids: a random per-process prefix and a

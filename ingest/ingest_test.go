@@ -7,13 +7,17 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
 
+	"github.com/jobpixel/jobpixel/anonymize"
 	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/schemas"
@@ -222,13 +226,11 @@ func sha256hex(s string) string {
 func TestDeploymentAnonymisation(t *testing.T) {
 	reg := NewRegistry(fakeCampaigns{{ID: "cmp_1", ClientID: "cl_1"}}, slog.Default())
 	_ = reg.Refresh(context.Background())
-	if _, err := New(Config{IPv4Bits: 25}, Deps{Writer: nopWriter{}, Campaigns: reg, Salts: &fixedSalt{}, Log: slog.Default()}); err == nil {
-		t.Fatal("IPv4 truncation weaker than /24 accepted")
+	tr, err := anonymize.NewTruncator(16, 48)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := New(Config{IPv6Bits: 64}, Deps{Writer: nopWriter{}, Campaigns: reg, Salts: &fixedSalt{}, Log: slog.Default()}); err == nil {
-		t.Fatal("IPv6 truncation weaker than /48 accepted")
-	}
-	s, err := New(Config{IPv4Bits: 16, DenyParams: []string{"ref_code"}}, Deps{Writer: nopWriter{}, Campaigns: reg, Salts: &fixedSalt{}, Log: slog.Default()})
+	s, err := New(Config{Truncation: tr, DenyParams: []string{"ref_code"}}, Deps{Writer: nopWriter{}, Campaigns: reg, Salts: &fixedSalt{}, Log: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,5 +266,38 @@ func BenchmarkEvents(b *testing.B) {
 		for range 10 {
 			putRecord(<-s.dl.q.ch)
 		}
+	}
+}
+
+// TestUTMDecoded: utm_* values are stored percent-decoded, so reports and
+// the channel show "spring jobs", not "spring%20jobs".
+func TestUTMDecoded(t *testing.T) {
+	s := newTestServer(t)
+	page := "https://jobs.example.com/job?utm_source=Linked%20In&utm_medium=paid+social&utm_campaign=spring%2Fjobs&utm_term=go&utm_content=%zz"
+	ctx := pixelCtx("/p.gif?c=cmp_1&e=page_view&u=" + url.QueryEscape(page))
+	s.pixel(ctx)
+	h := decodeQueued(t, s)
+	got := []string{string(h.UTMSource), string(h.UTMMedium), string(h.UTMCampaign), string(h.UTMTerm), string(h.UTMContent)}
+	want := []string{"Linked In", "paid social", "spring/jobs", "go", "%zz"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("utm values %q, want %q", got, want)
+	}
+}
+
+// TestTCFInvalidByReason: a malformed TC string is counted by why it was
+// rejected, without allocating on the hot path.
+func TestTCFInvalidByReason(t *testing.T) {
+	s := newTestServer(t)
+	ctx := pixelCtx("/p.gif?c=cmp_1&e=page_view&gdpr=1&gdpr_consent=C%21%21%21")
+	run := func() {
+		s.pixel(ctx)
+		putRecord(<-s.dl.q.ch)
+	}
+	run()
+	if got := testutil.ToFloat64(s.m.tcfInvalid.WithLabelValues("invalid base64url")); got != 1 {
+		t.Fatalf("tcf_invalid_total{reason=invalid base64url} = %v, want 1", got)
+	}
+	if n := testing.AllocsPerRun(500, run); n != 0 {
+		t.Fatalf("a hit with a malformed TC string allocates %v times", n)
 	}
 }

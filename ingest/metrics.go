@@ -29,6 +29,7 @@ type metrics struct {
 	acceptedPixel  prometheus.Counter
 	acceptedBatch  prometheus.Counter
 	consentInvalid prometheus.Counter
+	tcfInvalid     *prometheus.CounterVec
 }
 
 // deliveryMetrics are the metrics of the queue, Kafka and spool paths
@@ -58,6 +59,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.consentInvalid = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "jobpixel_ingest_consent_invalid_total", Help: "Malformed consent signals (TC string, gcs, gdpr, Consent Mode values); each counts as a denial.",
 	})
+	m.tcfInvalid = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jobpixel_ingest_tcf_invalid_total", Help: "Malformed TC strings, by why they were rejected (a site's CMP writing broken strings shows here).",
+	}, []string{"reason"})
 	m.rejectedBy = make(map[string]prometheus.Counter, len(allReasons))
 	for _, r := range allReasons {
 		m.rejectedBy[r] = m.rejected.WithLabelValues(r)
@@ -65,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.acceptedPixel = m.accepted.WithLabelValues("pixel")
 	m.acceptedBatch = m.accepted.WithLabelValues("events")
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.rejected, m.consentInvalid)
+		reg.MustRegister(m.accepted, m.rejected, m.consentInvalid, m.tcfInvalid)
 	}
 	return m
 }

@@ -50,14 +50,14 @@ type Config struct {
 	// events in one body (default 100).
 	MaxBodyBytes int
 	MaxBatch     int
-	// IPv4Bits and IPv6Bits are the prefix lengths kept of addresses that
-	// may not travel in full (default 24 and 48; never more).
-	IPv4Bits, IPv6Bits int
+	// Truncation is applied to addresses that may not travel in full (the
+	// zero value keeps /24 and /48, the most it can).
+	Truncation anonymize.Truncator
 	// DenyParams are query parameter names removed from page URLs and
 	// referrers in addition to anonymize.URL's built-in list.
 	DenyParams []string
-	// Vendors are the TCF vendor ids of the ad platforms besides Google's
-	// (755); 0 means the platform is not a TCF vendor.
+	// MetaVendorID and LinkedInVendorID are those platforms' TCF vendor ids
+	// (Google's is always 755); 0 means the platform is not a TCF vendor.
 	MetaVendorID, LinkedInVendorID int
 }
 
@@ -86,17 +86,8 @@ func (c *Config) setDefaults() error {
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 100
 	}
-	if c.IPv4Bits == 0 {
-		c.IPv4Bits = 24
-	}
-	if c.IPv6Bits == 0 {
-		c.IPv6Bits = 48
-	}
 	if c.MetaVendorID < 0 || c.MetaVendorID > 65535 || c.LinkedInVendorID < 0 || c.LinkedInVendorID > 65535 {
 		return fmt.Errorf("ingest: TCF vendor ids must be 0..65535")
-	}
-	if c.IPv4Bits < 0 || c.IPv4Bits > 24 || c.IPv6Bits < 0 || c.IPv6Bits > 48 {
-		return fmt.Errorf("ingest: IP truncation /%d (v4) /%d (v6) is weaker than the minimum /24 and /48", c.IPv4Bits, c.IPv6Bits)
 	}
 	return nil
 }

@@ -40,9 +40,9 @@ type Config struct {
 	// the longest a row waits for its insert (default 500 ms).
 	BatchSize     int
 	FlushInterval time.Duration
-	// IPv4Bits and IPv6Bits are the prefix lengths kept (default 24 and 48;
-	// never more).
-	IPv4Bits, IPv6Bits int
+	// Truncation is applied to every stored address (the zero value keeps
+	// /24 and /48, the most it can).
+	Truncation anonymize.Truncator
 	// DedupWindow is how many recent event ids per partition are remembered
 	// to drop messages the producer wrote twice (default 200,000).
 	DedupWindow int
@@ -72,15 +72,6 @@ func New(cfg Config, sink Sink, log *slog.Logger, reg prometheus.Registerer) (*P
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = 500 * time.Millisecond
-	}
-	if cfg.IPv4Bits == 0 {
-		cfg.IPv4Bits = 24
-	}
-	if cfg.IPv6Bits == 0 {
-		cfg.IPv6Bits = 48
-	}
-	if cfg.IPv4Bits > 24 || cfg.IPv6Bits > 48 || cfg.IPv4Bits < 0 || cfg.IPv6Bits < 0 {
-		return nil, fmt.Errorf("pipeline: IP truncation /%d (v4) /%d (v6) is weaker than the minimum /24 and /48", cfg.IPv4Bits, cfg.IPv6Bits)
 	}
 	if cfg.DedupWindow <= 0 {
 		cfg.DedupWindow = 200_000
@@ -212,7 +203,7 @@ func (p *Pipeline) take(st *partition, msg *kafka.Message) {
 // row anonymises a hit into its stored form.
 func (p *Pipeline) row(h *schemas.Hit, msg *kafka.Message) store.Event {
 	ip := netip.AddrFrom16(h.IP).Unmap()
-	ip = anonymize.IP(ip, p.cfg.IPv4Bits, p.cfg.IPv6Bits)
+	ip = p.cfg.Truncation.IP(ip)
 	return store.Event{
 		Received:       time.UnixMilli(h.ReceivedMs).UTC(),
 		ID:             h.ID,

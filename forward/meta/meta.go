@@ -152,7 +152,6 @@ var (
 const (
 	SubcodeUpdateInProgress = 1870145 // retry
 	SubcodeSessionTimedOut  = 1870158
-	SubcodeFirstBatchSeq    = 1870147
 )
 
 // KindOf classifies a Meta error code/subcode: the throttle codes (4, 17,

@@ -2,9 +2,10 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"time"
+
+	"github.com/jobpixel/jobpixel/anonymize"
 )
 
 // Salt returns the salt of the UTC day containing day, creating a random one
@@ -31,10 +32,7 @@ func (s *Store) Salt(ctx context.Context, day time.Time) ([32]byte, error) {
 	if ok {
 		return out, nil
 	}
-	var fresh [32]byte
-	if _, err := rand.Read(fresh[:]); err != nil {
-		return out, fmt.Errorf("store: new salt: %w", err)
-	}
+	fresh := anonymize.NewSalt()
 	if err := s.insertOne(ctx, "INSERT INTO salts (day, salt, created)", day, string(fresh[:]), uint64(time.Now().UnixNano())); err != nil {
 		return out, fmt.Errorf("store: insert salt: %w", err)
 	}

@@ -1,5 +1,10 @@
-// Package store is jobpixel's access to ClickHouse: migrations, clients and
-// campaigns, anonymised events and the reports read from them.
+// Package store is jobpixel's only access to ClickHouse: migrations; clients,
+// campaigns and their tokens (clients.go); anonymised events and their
+// insert window (events.go); reports (report.go) and partner
+// shares (partners.go); forwarding instructions (instructions.go), the
+// ledger and dead letters (ledger.go), write-ahead intents (intents.go) and
+// audience membership (audiences.go); daily visitor salts (salts.go); and
+// retention and erasure (retention.go).
 //
 // It speaks the native protocol through clickhouse-go v2 and only uses SQL
 // that runs on ClickHouse 18.16 as well as on current releases.
