@@ -336,24 +336,11 @@ func (d *delivery) replay(ctx context.Context) {
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for attempt := 0; ctx.Err() == nil; {
-		if sp.Empty() && d.finishing.Load() {
-			return
-		}
 		if sp.Empty() {
-			if d.kafkaDown.Load() && d.probe != nil {
-				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				err := d.probe(pctx)
-				cancel()
-				if err == nil {
-					d.setKafkaDown(false, nil)
-				}
-			}
-			select {
-			case <-ctx.Done():
+			if d.finishing.Load() {
 				return
-			case <-d.wake:
-			case <-idle.C: // probe again
 			}
+			d.idle(ctx, idle.C)
 			continue
 		}
 		b, err := sp.Peek(5000, 4<<20)
@@ -364,6 +351,7 @@ func (d *delivery) replay(ctx context.Context) {
 			attempt++
 			continue
 		}
+		attempt = 0
 		msgs = msgs[:0]
 		for _, r := range b.Records {
 			if len(r) <= keyLen {
@@ -373,55 +361,9 @@ func (d *delivery) replay(ctx context.Context) {
 			}
 			msgs = append(msgs, kafka.Message{Key: r[:keyLen], Value: r[keyLen:]})
 		}
-		start := time.Now()
-		for len(msgs) > 0 {
-			err := d.w.WriteMessages(ctx, msgs...)
-			if err == nil {
-				d.m.produced.Add(float64(len(msgs)))
-				d.m.replayed.Add(float64(len(msgs)))
-				d.m.produceLatency.Observe(time.Since(start).Seconds())
-				break
-			}
-			d.m.produceErrors.Inc()
-			if ctx.Err() != nil {
-				return // not committed: replayed by the next process
-			}
-			var we kafka.WriteErrors
-			if errors.As(err, &we) && len(we) == len(msgs) {
-				kept, rejected := msgs[:0], 0
-				for i, e := range we {
-					switch {
-					case e == nil:
-					case permanent(e):
-						rejected++ // retrying cannot help; do not block the spool
-					default:
-						kept = append(kept, msgs[i])
-					}
-				}
-				if rejected > 0 {
-					d.log.Error("kafka rejected spooled hits for good: dropped", "hits", rejected, "err", err)
-					d.m.dropped.WithLabelValues("kafka_rejected").Add(float64(rejected))
-				}
-				d.m.produced.Add(float64(len(msgs) - len(kept) - rejected))
-				d.m.replayed.Add(float64(len(msgs) - len(kept) - rejected))
-				msgs = kept
-				if len(msgs) == 0 {
-					break
-				}
-			}
-			d.setKafkaDown(true, err)
-			if d.finishing.Load() {
-				return // shutting down: the spool keeps the batch
-			}
-			wait := expBackoff(attempt)
-			attempt++
-			d.log.Warn("replaying the spool to kafka failed, retrying", "messages", len(msgs), "in", wait, "err", err)
-			backoff.Sleep(ctx, wait)
-			if ctx.Err() != nil {
-				return
-			}
+		if !d.replayBatch(ctx, msgs) {
+			return // not committed: replayed by the next process
 		}
-		attempt = 0
 		if err := sp.Commit(b); err != nil {
 			d.m.spoolErrors.Inc()
 			d.log.Error("committing the spool position failed (hits will be replayed again)", "err", err)
@@ -429,6 +371,80 @@ func (d *delivery) replay(ctx context.Context) {
 		d.setKafkaDown(false, nil)
 		d.setSpoolFull(false)
 	}
+}
+
+// idle waits, with the spool empty, for a nudge or the next tick; while
+// Kafka is marked down it probes Kafka first, marking it up if it answers.
+func (d *delivery) idle(ctx context.Context, tick <-chan time.Time) {
+	if d.kafkaDown.Load() && d.probe != nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := d.probe(pctx)
+		cancel()
+		if err == nil {
+			d.setKafkaDown(false, nil)
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-d.wake:
+	case <-tick: // probe again
+	}
+}
+
+// replayBatch writes one spooled batch to Kafka, retrying with backoff
+// what Kafka did not acknowledge, and reports whether all of it is done
+// with (acknowledged, or refused for good and counted as dropped). It
+// returns false, leaving the batch in the spool, when ctx ends or a
+// shutdown finds Kafka failing.
+func (d *delivery) replayBatch(ctx context.Context, msgs []kafka.Message) bool {
+	start := time.Now()
+	for attempt := 0; len(msgs) > 0; attempt++ {
+		err := d.w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			d.m.produced.Add(float64(len(msgs)))
+			d.m.replayed.Add(float64(len(msgs)))
+			d.m.produceLatency.Observe(time.Since(start).Seconds())
+			return true
+		}
+		d.m.produceErrors.Inc()
+		if ctx.Err() != nil {
+			return false
+		}
+		var we kafka.WriteErrors
+		if errors.As(err, &we) && len(we) == len(msgs) {
+			kept, rejected := msgs[:0], 0
+			for i, e := range we {
+				switch {
+				case e == nil:
+				case permanent(e):
+					rejected++ // retrying cannot help; do not block the spool
+				default:
+					kept = append(kept, msgs[i])
+				}
+			}
+			if rejected > 0 {
+				d.log.Error("kafka rejected spooled hits for good: dropped", "hits", rejected, "err", err)
+				d.m.dropped.WithLabelValues("kafka_rejected").Add(float64(rejected))
+			}
+			d.m.produced.Add(float64(len(msgs) - len(kept) - rejected))
+			d.m.replayed.Add(float64(len(msgs) - len(kept) - rejected))
+			msgs = kept
+			if len(msgs) == 0 {
+				return true
+			}
+		}
+		d.setKafkaDown(true, err)
+		if d.finishing.Load() {
+			return false // shutting down: the spool keeps the batch
+		}
+		wait := expBackoff(attempt)
+		d.log.Warn("replaying the spool to kafka failed, retrying", "messages", len(msgs), "in", wait, "err", err)
+		backoff.Sleep(ctx, wait)
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // permanent reports whether Kafka refused a message for what it is (too

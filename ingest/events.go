@@ -72,25 +72,9 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 		jsonError(ctx, fasthttp.StatusBadRequest, fe.field, err.Error())
 		return
 	}
-	for i := range raws {
-		if reason := raws[i].validate(); reason != "" {
-			field := fmt.Sprintf("events[%d]", i)
-			switch reason {
-			case reasonMissingCampaign, reasonBadCampaign:
-				field += ".c"
-			case reasonBadEvent:
-				field += ".e"
-			}
-			s.m.rejectedBy[reason].Inc()
-			jsonError(ctx, fasthttp.StatusBadRequest, field, field+": "+reason)
-			return
-		}
-		if _, ok := s.deps.Campaigns.lookup(raws[i].v[fCampaign]); !ok {
-			field := fmt.Sprintf("events[%d].c", i)
-			s.m.rejectedBy[reasonUnknownCampaign].Inc()
-			jsonError(ctx, fasthttp.StatusBadRequest, field, field+": unknown campaign")
-			return
-		}
+	if fe := s.checkBatch(raws); fe != nil {
+		jsonError(ctx, fasthttp.StatusBadRequest, fe.field, fe.Error())
+		return
 	}
 	if s.dl.room() < len(raws) || !s.ready.Load() {
 		reason := s.dl.shedReason()
@@ -138,6 +122,29 @@ func jsonError(ctx *fasthttp.RequestCtx, status int, field, msg string) {
 	}
 	b = append(b, "}\n"...)
 	ctx.SetBody(b)
+}
+
+// checkBatch validates each event of a batch and resolves its campaign,
+// counting and naming the first that fails (nil when all pass).
+func (s *Server) checkBatch(raws []rawHit) *fieldError {
+	for i := range raws {
+		if reason := raws[i].validate(); reason != "" {
+			field := fmt.Sprintf("events[%d]", i)
+			switch reason {
+			case reasonMissingCampaign, reasonBadCampaign:
+				field += ".c"
+			case reasonBadEvent:
+				field += ".e"
+			}
+			s.m.rejectedBy[reason].Inc()
+			return &fieldError{field, reason}
+		}
+		if _, ok := s.deps.Campaigns.lookup(raws[i].v[fCampaign]); !ok {
+			s.m.rejectedBy[reasonUnknownCampaign].Inc()
+			return &fieldError{fmt.Sprintf("events[%d].c", i), "unknown campaign"}
+		}
+	}
+	return nil
 }
 
 // str returns the string (or, for numbers and booleans, the literal) at key

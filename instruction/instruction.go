@@ -395,145 +395,170 @@ func (s *Spec) normalize(c Credentials, allow AllowList) error {
 	if s.Meta == nil && s.Google == nil && s.LinkedIn == nil {
 		return errf("", "an instruction names at least one platform (meta, google, linkedin); to stop forwarding, revoke it")
 	}
-	if m := s.Meta; m != nil {
-		if len(m.Conversions)+len(m.Audiences) == 0 {
-			return errf("meta", "give conversions and/or audiences")
-		}
-		if err := endpoint("meta.endpoint", &m.Endpoint, DefaultMetaEndpoint, allow); err != nil {
+	if s.Meta != nil {
+		if err := s.Meta.normalize(c, allow); err != nil {
 			return err
-		}
-		if c.MetaAccessToken == "" {
-			return errf("meta.access_token", "required")
-		}
-		if len(m.TestEventCode) > 100 {
-			return errf("meta.test_event_code", "too long")
-		}
-		for i := range m.Conversions {
-			cv := &m.Conversions[i]
-			f := fmt.Sprintf("meta.conversions[%d]", i)
-			if err := checkEvent(f+".event", cv.Event); err != nil {
-				return err
-			}
-			if err := digitsID(f+".pixel_id", cv.PixelID, false); err != nil {
-				return err
-			}
-			cv.EventName = strings.TrimSpace(cv.EventName)
-			if cv.EventName == "" || len(cv.EventName) > 50 {
-				return errf(f+".event_name", "required, at most 50 characters (e.g. \"SubmitApplication\")")
-			}
-			if err := cv.Value.check(f + ".value"); err != nil {
-				return err
-			}
-		}
-		for i := range m.Audiences {
-			au := &m.Audiences[i]
-			f := fmt.Sprintf("meta.audiences[%d]", i)
-			if err := digitsID(f+".audience_id", au.AudienceID, false); err != nil {
-				return err
-			}
-			if err := au.Segment.normalize(f + ".segment"); err != nil {
-				return err
-			}
 		}
 	}
-	if g := s.Google; g != nil {
-		if len(g.Conversions)+len(g.Audiences) == 0 {
-			return errf("google", "give conversions and/or audiences")
-		}
-		if err := endpoint("google.data_manager_endpoint", &g.DataManagerEndpoint, DefaultDataManagerEndpoint, allow); err != nil {
+	if s.Google != nil {
+		if err := s.Google.normalize(c, allow); err != nil {
 			return err
 		}
-		if err := endpoint("google.ads_endpoint", &g.AdsEndpoint, DefaultAdsEndpoint, allow); err != nil {
+	}
+	if s.LinkedIn != nil {
+		if err := s.LinkedIn.normalize(c, allow); err != nil {
 			return err
 		}
-		if err := digitsID("google.customer_id", g.CustomerID, true); err != nil {
+	}
+	return nil
+}
+
+// normalize fills the defaults of m and validates it with the Meta token of c.
+func (m *Meta) normalize(c Credentials, allow AllowList) error {
+	if len(m.Conversions)+len(m.Audiences) == 0 {
+		return errf("meta", "give conversions and/or audiences")
+	}
+	if err := endpoint("meta.endpoint", &m.Endpoint, DefaultMetaEndpoint, allow); err != nil {
+		return err
+	}
+	if c.MetaAccessToken == "" {
+		return errf("meta.access_token", "required")
+	}
+	if len(m.TestEventCode) > 100 {
+		return errf("meta.test_event_code", "too long")
+	}
+	for i := range m.Conversions {
+		cv := &m.Conversions[i]
+		f := fmt.Sprintf("meta.conversions[%d]", i)
+		if err := checkEvent(f+".event", cv.Event); err != nil {
 			return err
 		}
-		if g.LoginCustomerID != "" {
-			if err := digitsID("google.login_customer_id", g.LoginCustomerID, true); err != nil {
-				return err
-			}
+		if err := digitsID(f+".pixel_id", cv.PixelID, false); err != nil {
+			return err
 		}
-		switch g.AccountType {
+		cv.EventName = strings.TrimSpace(cv.EventName)
+		if cv.EventName == "" || len(cv.EventName) > 50 {
+			return errf(f+".event_name", "required, at most 50 characters (e.g. \"SubmitApplication\")")
+		}
+		if err := cv.Value.check(f + ".value"); err != nil {
+			return err
+		}
+	}
+	for i := range m.Audiences {
+		au := &m.Audiences[i]
+		f := fmt.Sprintf("meta.audiences[%d]", i)
+		if err := digitsID(f+".audience_id", au.AudienceID, false); err != nil {
+			return err
+		}
+		if err := au.Segment.normalize(f + ".segment"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// normalize fills the defaults of g (account type, each conversion's API)
+// and validates it with the Google credentials of c.
+func (g *Google) normalize(c Credentials, allow AllowList) error {
+	if len(g.Conversions)+len(g.Audiences) == 0 {
+		return errf("google", "give conversions and/or audiences")
+	}
+	if err := endpoint("google.data_manager_endpoint", &g.DataManagerEndpoint, DefaultDataManagerEndpoint, allow); err != nil {
+		return err
+	}
+	if err := endpoint("google.ads_endpoint", &g.AdsEndpoint, DefaultAdsEndpoint, allow); err != nil {
+		return err
+	}
+	if err := digitsID("google.customer_id", g.CustomerID, true); err != nil {
+		return err
+	}
+	if g.LoginCustomerID != "" {
+		if err := digitsID("google.login_customer_id", g.LoginCustomerID, true); err != nil {
+			return err
+		}
+	}
+	switch g.AccountType {
+	case "":
+		g.AccountType = "GOOGLE_ADS"
+	case "GOOGLE_ADS", "DISPLAY_VIDEO_PARTNER", "DISPLAY_VIDEO_ADVERTISER", "DATA_PARTNER":
+	default:
+		return errf("google.account_type", "unknown account type %q", g.AccountType)
+	}
+	if c.GoogleAccessToken == "" {
+		return errf("google.access_token", "required")
+	}
+	for i := range g.Conversions {
+		cv := &g.Conversions[i]
+		f := fmt.Sprintf("google.conversions[%d]", i)
+		if err := checkEvent(f+".event", cv.Event); err != nil {
+			return err
+		}
+		if err := digitsID(f+".conversion_action_id", cv.ConversionActionID, true); err != nil {
+			return err
+		}
+		switch cv.API {
 		case "":
-			g.AccountType = "GOOGLE_ADS"
-		case "GOOGLE_ADS", "DISPLAY_VIDEO_PARTNER", "DISPLAY_VIDEO_ADVERTISER", "DATA_PARTNER":
+			cv.API = GoogleDataManager
+		case GoogleDataManager:
+		case GoogleAdsClick:
+			if c.GoogleDevToken == "" {
+				return errf("google.developer_token", "required for %q conversions", GoogleAdsClick)
+			}
 		default:
-			return errf("google.account_type", "unknown account type %q", g.AccountType)
+			return errf(f+".api", "want %q or %q", GoogleDataManager, GoogleAdsClick)
 		}
-		if c.GoogleAccessToken == "" {
-			return errf("google.access_token", "required")
-		}
-		for i := range g.Conversions {
-			cv := &g.Conversions[i]
-			f := fmt.Sprintf("google.conversions[%d]", i)
-			if err := checkEvent(f+".event", cv.Event); err != nil {
-				return err
-			}
-			if err := digitsID(f+".conversion_action_id", cv.ConversionActionID, true); err != nil {
-				return err
-			}
-			switch cv.API {
-			case "":
-				cv.API = GoogleDataManager
-			case GoogleDataManager:
-			case GoogleAdsClick:
-				if c.GoogleDevToken == "" {
-					return errf("google.developer_token", "required for %q conversions", GoogleAdsClick)
-				}
-			default:
-				return errf(f+".api", "want %q or %q", GoogleDataManager, GoogleAdsClick)
-			}
-			if err := cv.Value.check(f + ".value"); err != nil {
-				return err
-			}
-		}
-		if len(g.Audiences) > 0 && !g.CustomerMatchTermsAccepted {
-			return errf("google.customer_match_terms_accepted", "must be true to upload audience members (Customer Match terms of service)")
-		}
-		for i := range g.Audiences {
-			au := &g.Audiences[i]
-			f := fmt.Sprintf("google.audiences[%d]", i)
-			if err := digitsID(f+".user_list_id", au.UserListID, true); err != nil {
-				return err
-			}
-			if err := au.Segment.normalize(f + ".segment"); err != nil {
-				return err
-			}
-		}
-	}
-	if l := s.LinkedIn; l != nil {
-		if len(l.Conversions)+len(l.Audiences) == 0 {
-			return errf("linkedin", "give conversions and/or audiences")
-		}
-		if err := endpoint("linkedin.endpoint", &l.Endpoint, DefaultLinkedInEndpoint, allow); err != nil {
+		if err := cv.Value.check(f + ".value"); err != nil {
 			return err
 		}
-		if c.LinkedInAccessToken == "" {
-			return errf("linkedin.access_token", "required")
+	}
+	if len(g.Audiences) > 0 && !g.CustomerMatchTermsAccepted {
+		return errf("google.customer_match_terms_accepted", "must be true to upload audience members (Customer Match terms of service)")
+	}
+	for i := range g.Audiences {
+		au := &g.Audiences[i]
+		f := fmt.Sprintf("google.audiences[%d]", i)
+		if err := digitsID(f+".user_list_id", au.UserListID, true); err != nil {
+			return err
 		}
-		for i := range l.Conversions {
-			cv := &l.Conversions[i]
-			f := fmt.Sprintf("linkedin.conversions[%d]", i)
-			if err := checkEvent(f+".event", cv.Event); err != nil {
-				return err
-			}
-			if err := digitsID(f+".conversion_rule_id", strings.TrimPrefix(cv.ConversionRuleID, "urn:lla:llaPartnerConversion:"), false); err != nil {
-				return err
-			}
-			if err := cv.Value.check(f + ".value"); err != nil {
-				return err
-			}
+		if err := au.Segment.normalize(f + ".segment"); err != nil {
+			return err
 		}
-		for i := range l.Audiences {
-			au := &l.Audiences[i]
-			f := fmt.Sprintf("linkedin.audiences[%d]", i)
-			if err := digitsID(f+".segment_id", au.SegmentID, false); err != nil {
-				return err
-			}
-			if err := au.Segment.normalize(f + ".segment"); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// normalize validates l with the LinkedIn token of c.
+func (l *LinkedIn) normalize(c Credentials, allow AllowList) error {
+	if len(l.Conversions)+len(l.Audiences) == 0 {
+		return errf("linkedin", "give conversions and/or audiences")
+	}
+	if err := endpoint("linkedin.endpoint", &l.Endpoint, DefaultLinkedInEndpoint, allow); err != nil {
+		return err
+	}
+	if c.LinkedInAccessToken == "" {
+		return errf("linkedin.access_token", "required")
+	}
+	for i := range l.Conversions {
+		cv := &l.Conversions[i]
+		f := fmt.Sprintf("linkedin.conversions[%d]", i)
+		if err := checkEvent(f+".event", cv.Event); err != nil {
+			return err
+		}
+		if err := digitsID(f+".conversion_rule_id", strings.TrimPrefix(cv.ConversionRuleID, "urn:lla:llaPartnerConversion:"), false); err != nil {
+			return err
+		}
+		if err := cv.Value.check(f + ".value"); err != nil {
+			return err
+		}
+	}
+	for i := range l.Audiences {
+		au := &l.Audiences[i]
+		f := fmt.Sprintf("linkedin.audiences[%d]", i)
+		if err := digitsID(f+".segment_id", au.SegmentID, false); err != nil {
+			return err
+		}
+		if err := au.Segment.normalize(f + ".segment"); err != nil {
+			return err
 		}
 	}
 	return nil
