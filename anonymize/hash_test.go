@@ -232,4 +232,3 @@ func BenchmarkEmailGoogle(b *testing.B) {
 		dst, _ = EmailGoogle(dst[:0], in)
 	}
 }
-

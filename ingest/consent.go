@@ -3,7 +3,6 @@ package ingest
 import (
 	"strings"
 
-
 	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/uaclass"
 )
