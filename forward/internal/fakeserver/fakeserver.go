@@ -197,7 +197,9 @@ func SHA256(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// IsSHA256 reports whether s is exactly 64 lowercase hex characters.
+// IsSHA256 reports whether s is exactly 64 lowercase hex characters. It is
+// deliberately not forward.IsSHA256: a fake that checked requests with the
+// client's own code could not catch the client's mistakes.
 func IsSHA256(s string) bool {
 	if len(s) != 64 {
 		return false
