@@ -41,7 +41,7 @@ type App struct {
 	ingestLn        net.Listener
 	apiSrv          *http.Server
 	apiLn           net.Listener
-	opsSrv          *http.Server // -metrics.addr
+	opsSrv          *http.Server // -ops.addr
 	opsLn           net.Listener
 
 	pipeCancel context.CancelFunc
@@ -137,7 +137,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			return nil, err
 		}
 	}
-	if cfg.MetricsAddr != "" {
+	if cfg.OpsAddr != "" {
 		if err := a.startOps(); err != nil {
 			return nil, err
 		}
@@ -187,7 +187,7 @@ func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 		TrustedProxies: trusted, QueueSize: a.cfg.QueueSize, MaxBodyBytes: a.cfg.MaxBodyBytes,
 		SpoolDir: spoolDir, SpoolMaxBytes: int64(a.cfg.SpoolMaxBytes),
 		MetaVendorID: a.cfg.MetaVendorID, LinkedInVendorID: a.cfg.LinkedInVendor,
-		Truncation: a.trunc, DenyParams: a.cfg.denyParams(),
+		Truncation: a.trunc, DenyParams: a.cfg.denyParams(), Demo: a.cfg.Demo,
 	}, ingest.Deps{Writer: a.writer, Campaigns: reg, Salts: keeper, Geo: geoDB, Log: log, Metrics: a.reg,
 		KafkaProbe: kafkaProbe(brokers, a.cfg.KafkaTopic)})
 	if err != nil {
@@ -221,7 +221,6 @@ func (a *App) startAPI() error {
 	dash := dashboard.Handler() // the client dashboard: a page that reads /api/
 	mux.Handle("/dashboard", dash)
 	mux.Handle("/dashboard/", dash)
-	a.opsRoutes(mux)
 	var err error
 	a.apiLn, err = net.Listen("tcp", a.cfg.APIAddr)
 	if err != nil {

@@ -66,6 +66,10 @@ func (a *App) PrintDemo(w io.Writer) {
 	if a.apiLn != nil {
 		api = "http://" + a.APIAddr()
 	}
+	ops := "(no -ops.addr)"
+	if a.opsLn != nil {
+		ops = "http://" + a.OpsAddr()
+	}
 	fmt.Fprintf(w, `
 jobpixel is running (demo campaign %[1]s, credentials in %[4]s).
 
@@ -81,8 +85,8 @@ Open the demo vacancy page (tracker script, consent banner, apply button):
 Open the client dashboard and paste the demo token (JOBPIXEL_DEMO_TOKEN in %[4]s):
   %[5]s/dashboard/
 
-Metrics: %[2]s/metrics   Health: %[2]s/readyz   Stop: Ctrl-C
-`, a.Demo.Campaign, in, a.Demo.Token, filepath.Join(cfg.DataDir, "demo.env"), api)
+Metrics: %[6]s/metrics   Health: %[6]s/readyz   Stop: Ctrl-C
+`, a.Demo.Campaign, in, a.Demo.Token, filepath.Join(cfg.DataDir, "demo.env"), api, ops)
 }
 
 // Migrate applies the ClickHouse migrations and exits.

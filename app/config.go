@@ -65,7 +65,7 @@ type Config struct {
 
 	ShutdownTimeout time.Duration
 	DrainDelay      time.Duration
-	MetricsAddr     string
+	OpsAddr         string
 
 	// Forwarding to ad platforms (role forward; see forward.go).
 	SecretsKey              string
@@ -163,12 +163,12 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	str(&c.ForwardMetaVersion, "forward.meta-version", "v25.0", "Meta Graph API version")
 	str(&c.ForwardLinkedInVersion, "forward.linkedin-version", "202610", "LinkedIn-Version header (YYYYMM)")
 	str(&c.ForwardAdsVersion, "forward.google-ads-version", "v22", "Google Ads API version")
-	str(&c.MetricsAddr, "metrics.addr", "", "listen address of /metrics, /healthz and /readyz for processes without ingest or api (e.g. a pipeline replica); empty: none")
+	str(&c.OpsAddr, "ops.addr", "127.0.0.1:9464", "listen address of the ops endpoints /metrics, /healthz, /readyz and /debug/pprof/ (keep it private: loopback, or a port only the cluster reaches); empty: none")
 	dur(&c.DrainDelay, "shutdown.drain-delay", 0, "on SIGTERM, how long /readyz answers 503 while hits are still served, before the listeners close (set it to the load balancer's probe period, e.g. 5s); counts against shutdown-timeout")
 	if v, ok := os.LookupEnv(envName("demo")); ok {
 		c.Demo = v == "1" || v == "true"
 	}
-	fs.BoolVar(&c.Demo, "demo", c.Demo, "create a demo client and campaign and write DATA_DIR/demo.env (env JOBPIXEL_DEMO)")
+	fs.BoolVar(&c.Demo, "demo", c.Demo, "create a demo client and campaign, write DATA_DIR/demo.env and serve the demo page under /demo/ (env JOBPIXEL_DEMO)")
 }
 
 // Logger returns the logger the -log.* flags ask for, writing to w.

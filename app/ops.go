@@ -6,45 +6,59 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// startOps serves /metrics, /healthz and /readyz on cfg.MetricsAddr, for
-// processes whose roles have no HTTP listener of their own (a pipeline-only
-// replica): consumer lag, insert latency and errors are scraped here.
-// /readyz checks ClickHouse and answers 503 once shutdown began.
+// startOps serves the ops endpoints on cfg.OpsAddr, apart from the public
+// ingest and api listeners: /metrics, /healthz (the process runs),
+// /readyz (see ready) and net/http/pprof under /debug/pprof/.
 func (a *App) startOps() error {
 	mux := http.NewServeMux()
-	a.opsRoutes(mux)
-	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
-	if err != nil {
-		return fmt.Errorf("metrics: listen: %w", err)
-	}
-	a.opsLn = ln
-	a.opsSrv = a.serveHTTP("metrics", ln, mux)
-	return nil
-}
-
-// opsRoutes adds /metrics, /healthz and /readyz (ClickHouse reachable and
-// no shutdown begun) to mux.
-func (a *App) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if a.draining.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return
-		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := a.st.Ping(ctx); err != nil {
-			http.Error(w, "clickhouse: "+err.Error(), http.StatusServiceUnavailable)
+		if why := a.ready(ctx); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", a.cfg.OpsAddr)
+	if err != nil {
+		return fmt.Errorf("ops: listen (-ops.addr): %w", err)
+	}
+	a.opsLn = ln
+	a.opsSrv = a.serveHTTP("ops", ln, mux)
+	return nil
+}
+
+// ready says why the process should get no traffic, "" when it should:
+// shutdown begun (from the drain on), the ingest role not ready (Kafka not
+// taking writes, the spool replaying: ingest.Server.Readiness), or
+// ClickHouse not answering.
+func (a *App) ready(ctx context.Context) string {
+	if a.draining.Load() {
+		return "shutting down"
+	}
+	if a.ingest != nil {
+		if ok, why := a.ingest.Readiness(); !ok {
+			return "ingest: " + why
+		}
+	}
+	if err := a.st.Ping(ctx); err != nil {
+		return "clickhouse: " + err.Error()
+	}
+	return ""
 }
 
 // serveHTTP serves h on ln with bounded timeouts and header size until
@@ -63,8 +77,8 @@ func (a *App) serveHTTP(name string, ln net.Listener, h http.Handler) *http.Serv
 	return srv
 }
 
-// MetricsAddr returns the address of the -metrics.addr listener, "" if none.
-func (a *App) MetricsAddr() string {
+// OpsAddr returns the address of the -ops.addr listener, "" if none.
+func (a *App) OpsAddr() string {
 	if a.opsLn == nil {
 		return ""
 	}

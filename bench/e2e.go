@@ -185,7 +185,7 @@ func (e *env) e2e(ctx context.Context) error {
 	// Every accepted hit should reach ClickHouse once the load stops.
 	start := time.Now()
 	for {
-		m, err := scrapeMetrics("http://" + sf["ingest"] + "/metrics")
+		m, err := scrapeMetrics("http://" + sf["ops"] + "/metrics")
 		if err == nil {
 			r.Accepted = sumMetric(m, "jobpixel_ingest_accepted_total")
 			r.Produced = sumMetric(m, "jobpixel_ingest_produced_total")

@@ -155,12 +155,12 @@ func (e *env) ingest(ctx context.Context) error {
 	if maxAll > maxClosed {
 		r.PeakRSSNote = fmt.Sprintf("the same process peaked at %.1f MB later, in an open-loop run at half load", maxAll)
 	}
-	r.Verify = e.verifyIngest(ctx, sf["ingest"], baddr, "bench.hits")
+	r.Verify = e.verifyIngest(ctx, sf["ops"], baddr, "bench.hits")
 
 	// Targets missed → profile the server under the same load.
 	if ingestMissed(r) {
 		for _, t := range []string{tIngestGIF, tIngestE} {
-			p, err := e.profileIngest(t, addrs[t], sf["pprof"], srv.pid(), broker.pid())
+			p, err := e.profileIngest(t, addrs[t], sf["ops"], srv.pid(), broker.pid())
 			if err != nil {
 				e.log.Warn("profile failed", "target", t, "err", err)
 				continue
@@ -268,14 +268,15 @@ func ingestFigures(rs []ingestRun, closed bool) []figure {
 	return fs
 }
 
-// verifyIngest checks that every accepted hit was acknowledged by Kafka.
-func (e *env) verifyIngest(ctx context.Context, ingestAddr, broker, topic string) ingestVerify {
+// verifyIngest checks, from the metrics on the ops listener opsAddr, that
+// every accepted hit was acknowledged by Kafka.
+func (e *env) verifyIngest(ctx context.Context, opsAddr, broker, topic string) ingestVerify {
 	var v ingestVerify
 	start := time.Now()
 	var m map[string]float64
 	var err error
 	for {
-		m, err = scrapeMetrics("http://" + ingestAddr + "/metrics")
+		m, err = scrapeMetrics("http://" + opsAddr + "/metrics")
 		if err != nil {
 			v.Note = "scraping /metrics: " + err.Error()
 			return v
@@ -325,7 +326,7 @@ func ingestMissed(r *ingestResult) bool {
 // profile (and a heap profile) meanwhile.
 func (e *env) profileIngest(target, addr, pprofAddr string, serverPid, brokerPid int) ([]profileInfo, error) {
 	if pprofAddr == "" {
-		return nil, fmt.Errorf("server has no pprof listener")
+		return nil, fmt.Errorf("server has no ops listener (pprof)")
 	}
 	kind := "pixel"
 	if target == tIngestE {

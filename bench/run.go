@@ -399,7 +399,7 @@ func (e *env) startServe(name string, flags ...string) (*child, map[string]strin
 	argv := append([]string{e.o.Self, "serve",
 		"-data-dir", filepath.Join(e.runDir, name),
 		"-clickhouse.addr", e.o.ClickHouse,
-		"-ingest.addr", "127.0.0.1:0", "-api.addr", "127.0.0.1:0", "-pprof", "127.0.0.1:0"}, flags...)
+		"-ingest.addr", "127.0.0.1:0", "-api.addr", "127.0.0.1:0", "-ops.addr", "127.0.0.1:0"}, flags...)
 	c, err := startChild(name, e.o.ServerCPU, e.runDir, argv)
 	if err != nil {
 		return nil, nil, err

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	_ "net/http/pprof" // the serve child's -pprof listener
 	"os"
 	"os/signal"
 	"strings"
@@ -65,14 +63,12 @@ func bareMain(args []string) error {
 }
 
 // serveMain runs jobpixel exactly as `jobpixel serve` does (app.Start with
-// the same flags), plus a net/http/pprof listener on -pprof so the benchmark
-// can take profiles of the server under load. The listener is idle unless a
-// profile is requested.
+// the same flags) and prints its listeners' addresses on a READY line; the
+// benchmark scrapes metrics and takes profiles on the ops listener.
 func serveMain(args []string, log *slog.Logger) error {
 	var cfg app.Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfg.Register(fs)
-	pprofAddr := fs.String("pprof", "", "listen address of net/http/pprof; empty disables it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,13 +87,8 @@ func serveMain(args []string, log *slog.Logger) error {
 			ready = append(ready, "api="+a.APIAddr())
 		}
 	}
-	if *pprofAddr != "" {
-		ln, err := net.Listen("tcp", *pprofAddr)
-		if err != nil {
-			return err
-		}
-		go func() { _ = http.Serve(ln, http.DefaultServeMux) }()
-		ready = append(ready, "pprof="+ln.Addr().String())
+	if a.OpsAddr() != "" {
+		ready = append(ready, "ops="+a.OpsAddr())
 	}
 	fmt.Printf("READY %s\n", strings.Join(ready, " "))
 	var runErr error

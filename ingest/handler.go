@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/jobpixel/jobpixel/ingest/tracker"
 )
@@ -21,13 +19,11 @@ var gif = []byte{
 // RejectHeader carries the reason a hit was not counted.
 const RejectHeader = "X-Jobpixel-Reject"
 
-// Handler returns the request router.
+// Handler returns the request router of the public listener: only what a
+// page needs (/p.gif, /e, /t.js), and the demo page with Config.Demo.
+// Metrics, health and readiness are the ops listener's (package app; see
+// Readiness).
 func (s *Server) Handler() fasthttp.RequestHandler {
-	var mh = promhttp.Handler()
-	if s.deps.Metrics != nil {
-		mh = promhttp.HandlerFor(s.deps.Metrics, promhttp.HandlerOpts{})
-	}
-	metrics := fasthttpadaptor.NewFastHTTPHandler(mh)
 	return func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
 		case "/p.gif":
@@ -37,20 +33,17 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		case "/t.js":
 			tracker.Script(ctx)
 		case "/demo/vacancy":
+			if !s.cfg.Demo {
+				ctx.Error("not found\n", fasthttp.StatusNotFound)
+				return
+			}
 			tracker.Demo(ctx, string(ctx.QueryArgs().Peek("c")))
 		case "/demo/cmp.js":
-			tracker.CMP(ctx)
-		case "/healthz":
-			ctx.SetBodyString("ok\n")
-		case "/readyz":
-			if ok, why := s.readiness(); ok {
-				ctx.SetBodyString("ready\n")
-			} else {
-				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-				ctx.SetBodyString("not ready: " + why + "\n")
+			if !s.cfg.Demo {
+				ctx.Error("not found\n", fasthttp.StatusNotFound)
+				return
 			}
-		case "/metrics":
-			metrics(ctx)
+			tracker.CMP(ctx)
 		default:
 			ctx.Error("not found\n", fasthttp.StatusNotFound)
 		}

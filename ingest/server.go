@@ -56,6 +56,8 @@ type Config struct {
 	// DenyParams are query parameter names removed from page URLs and
 	// referrers in addition to anonymize.URL's built-in list.
 	DenyParams []string
+	// Demo serves the demo vacancy page and its consent banner (/demo/).
+	Demo bool
 	// MetaVendorID and LinkedInVendorID are those platforms' TCF vendor ids
 	// (Google's is always 755); 0 means the platform is not a TCF vendor.
 	MetaVendorID, LinkedInVendorID int
@@ -119,7 +121,7 @@ type Server struct {
 	m        *metrics
 	ids      idSource
 	ready    atomic.Bool // between Start and Shutdown
-	draining atomic.Bool // /readyz answers 503
+	draining atomic.Bool // Readiness is false
 
 	vendors   consent.Vendors
 	urlStrict anonymize.URLOptions
@@ -185,7 +187,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Drain makes /readyz answer 503 while hits are still accepted, so load
+// Drain makes Readiness false while hits are still accepted, so load
 // balancers stop sending them before Shutdown (the drain delay).
 func (s *Server) Drain() { s.draining.Store(true) }
 
@@ -209,8 +211,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(err, s.dl.stop(ctx))
 }
 
-// readiness says whether the load balancer should send hits here, and why not.
-func (s *Server) readiness() (bool, string) {
+// Readiness says whether a load balancer should send hits here, and why
+// not: false while shutting down (from Drain on), while Kafka does not take
+// writes, and while the spool is being replayed.
+func (s *Server) Readiness() (ok bool, why string) {
 	if s.draining.Load() || !s.ready.Load() {
 		return false, "shutting down"
 	}

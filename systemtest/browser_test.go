@@ -364,8 +364,8 @@ func newCampaign(t *testing.T, a *app.App, name string) string {
 // another origin for Google Consent Mode with the pixel fallback, the
 // explicit consent call with Global Privacy Control, and a hostile page.
 func TestBrowser(t *testing.T) {
-	chromiumPath(t) // skip before starting the app when there is no browser
-	a := startApp(t, nil)
+	chromiumPath(t)                                         // skip before starting the app when there is no browser
+	a := startApp(t, func(c *app.Config) { c.Demo = true }) // the demo page is served only with -demo
 	ingest := "http://" + a.IngestAddr()
 	const email = "jane.doe@example.com"
 	const gclid, fbclid = "TeSt-GCLID_1", "IwAR_FbClId-XyZ"

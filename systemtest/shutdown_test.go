@@ -14,14 +14,14 @@ import (
 	"github.com/jobpixel/jobpixel/internal/testenv"
 )
 
-// TestStopOrder: on Stop, /readyz of ingest and API answer 503 at once,
+// TestStopOrder: on Stop, the ops listener's /readyz answers 503 at once,
 // hits are still accepted during the drain delay, then everything stops
 // within the deadline; a restarted process counts every accepted hit once.
 func TestStopOrder(t *testing.T) {
 	db := testenv.Database(t)
 	cfg := app.Config{
 		Roles: "ingest,pipeline,api", DataDir: t.TempDir(),
-		IngestAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", QueueSize: 10000, MaxBodyBytes: 64 << 10,
+		IngestAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0", QueueSize: 10000, MaxBodyBytes: 64 << 10,
 		KafkaBrokers: testenv.Broker(t, "hits", 3), KafkaTopic: "hits", KafkaPartitions: 3,
 		KafkaGroup: "pipe", ClickHouseAddr: testenv.ClickHouseAddr(t), ClickHouseDatabase: db,
 		BatchSize: 1000, FlushInterval: 100 * time.Millisecond, ShutdownTimeout: 20 * time.Second,
@@ -58,7 +58,7 @@ func TestStopOrder(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		return resp.StatusCode, resp.Header.Get("X-Jobpixel-Reject")
 	}
-	in, api := "http://"+a.IngestAddr(), "http://"+a.APIAddr()
+	in, ops := "http://"+a.IngestAddr(), "http://"+a.OpsAddr()
 	pixel := in + "/p.gif?c=" + camp.ID + "&e=page_view"
 	accepted := 0
 	for range 100 {
@@ -66,11 +66,8 @@ func TestStopOrder(t *testing.T) {
 			accepted++
 		}
 	}
-	if c, _ := get(in + "/readyz"); c != 200 {
-		t.Fatalf("ingest readyz before stop: %d", c)
-	}
-	if c, _ := get(api + "/readyz"); c != 200 {
-		t.Fatalf("api readyz before stop: %d", c)
+	if c, _ := get(ops + "/readyz"); c != 200 {
+		t.Fatalf("readyz before stop: %d", c)
 	}
 	stopped := make(chan error, 1)
 	began := time.Now()
@@ -81,15 +78,13 @@ func TestStopOrder(t *testing.T) {
 	}()
 	// Not ready at once: well before the drain delay ends (Stop runs in
 	// the goroutine above, which a loaded machine may start late).
-	for _, r := range []struct{ name, url string }{{"ingest", in + "/readyz"}, {"api", api + "/readyz"}} {
-		c, _ := get(r.url)
-		for c != 503 && time.Since(began) < cfg.DrainDelay/2 {
-			time.Sleep(10 * time.Millisecond)
-			c, _ = get(r.url)
-		}
-		if c != 503 {
-			t.Errorf("%s readyz during the drain delay: %d, want 503", r.name, c)
-		}
+	c, _ := get(ops + "/readyz")
+	for c != 503 && time.Since(began) < cfg.DrainDelay/2 {
+		time.Sleep(10 * time.Millisecond)
+		c, _ = get(ops + "/readyz")
+	}
+	if c != 503 {
+		t.Errorf("readyz during the drain delay: %d, want 503", c)
 	}
 	for range 100 {
 		if code, reason := get(pixel); code == 200 && reason == "" {

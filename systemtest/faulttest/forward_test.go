@@ -310,7 +310,7 @@ func TestForwarderKilled(t *testing.T) {
 	e.startPipeline()
 	fwdArgs := func(group, ops string) []string {
 		return append([]string{"serve", "-roles", "forward", "-data-dir", filepath.Join(e.dataDir, "forward-"+group),
-			"-metrics.addr", ops,
+			"-ops.addr", ops,
 			"-secrets.key", keyText, "-forward.allowed-hosts", "127.0.0.1", "-forward.group", group,
 			"-forward.refresh", "500ms"}, e.common()...)
 	}

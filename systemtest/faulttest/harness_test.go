@@ -218,8 +218,9 @@ type env struct {
 	broker     *proc
 	ingest     *proc
 	ingestAddr string
+	ingestOps  string // the ingest process's -ops.addr
 	pipeline   *proc
-	pipeOps    string // the pipeline's -metrics.addr
+	pipeOps    string // the pipeline's -ops.addr
 }
 
 // newEnv creates a database with one client and campaign on the ClickHouse
@@ -281,19 +282,20 @@ func (e *env) common() []string {
 }
 
 // startIngest starts (or restarts) the ingest process; extra flags are
-// appended. It returns once /healthz answers.
+// appended. It returns once its ops listener's /healthz answers.
 func (e *env) startIngest(extra ...string) {
 	e.t.Helper()
 	if e.ingest == nil {
 		e.ingestAddr = "127.0.0.1:" + strconv.Itoa(freePort(e.t))
-		args := append([]string{"serve", "-roles", "ingest", "-ingest.addr", e.ingestAddr,
+		e.ingestOps = "127.0.0.1:" + strconv.Itoa(freePort(e.t))
+		args := append([]string{"serve", "-roles", "ingest", "-ingest.addr", e.ingestAddr, "-ops.addr", e.ingestOps,
 			"-data-dir", filepath.Join(e.dataDir, "ingest")}, e.common()...)
 		e.ingest = newProc(e.t, "ingest", append(args, extra...)...)
 	}
 	e.ingest.start()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + e.ingestAddr + "/healthz")
+		resp, err := http.Get("http://" + e.ingestOps + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -316,7 +318,7 @@ func (e *env) startPipeline(extra ...string) {
 	if e.pipeline == nil {
 		e.pipeOps = "127.0.0.1:" + strconv.Itoa(freePort(e.t))
 		args := append([]string{"serve", "-roles", "pipeline", "-data-dir", filepath.Join(e.dataDir, "pipeline"),
-			"-metrics.addr", e.pipeOps,
+			"-ops.addr", e.pipeOps,
 			"-pipeline.batch-size", "1000", "-pipeline.flush-interval", "200ms"}, e.common()...)
 		e.pipeline = newProc(e.t, "pipeline", append(args, extra...)...)
 	}
@@ -326,7 +328,7 @@ func (e *env) startPipeline(extra ...string) {
 // metric reads one sample of the ingest process's /metrics (0 if absent,
 // -1 if ingest does not answer); name may carry labels as exposed, e.g.
 // `x_total{endpoint="pixel"}`.
-func (e *env) metric(name string) float64 { return scrape(e.ingestAddr, name) }
+func (e *env) metric(name string) float64 { return scrape(e.ingestOps, name) }
 
 // pipeMetric reads one sample of the pipeline process's /metrics.
 func (e *env) pipeMetric(name string) float64 { return scrape(e.pipeOps, name) }
@@ -348,7 +350,7 @@ func scrape(addr, name string) float64 {
 }
 
 func (e *env) readyz() int {
-	resp, err := http.Get("http://" + e.ingestAddr + "/readyz")
+	resp, err := http.Get("http://" + e.ingestOps + "/readyz")
 	if err != nil {
 		return -1
 	}
