@@ -52,6 +52,8 @@ type App struct {
 	errc       chan error
 
 	trunc anonymize.Truncator
+	// ingestOnly: readiness does not depend on ClickHouse (ops.go).
+	ingestOnly bool
 
 	// Demo is set when Config.Demo created or reused the demo campaign.
 	Demo *Demo
@@ -67,7 +69,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, trunc: trunc, log: log, reg: prometheus.NewRegistry(), errc: make(chan error, 4)}
+	a := &App{cfg: cfg, trunc: trunc, ingestOnly: roles == (roleSet{ingest: true}), log: log, reg: prometheus.NewRegistry(), errc: make(chan error, 4)}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
@@ -86,16 +88,27 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		brokers = []string{a.broker.Addr()}
 		log.Info("embedded development broker started (set JOBPIXEL_KAFKA_BROKERS for a real cluster)", "addr", a.broker.Addr())
 	}
-	a.st, err = cfg.openStore(ctx)
+	// Ingest alone starts while ClickHouse is down (its campaigns come from
+	// the snapshot, see startIngest); every other role needs it.
+	var chDown error
+	if a.ingestOnly {
+		a.st, chDown, err = cfg.openStoreOrLater(ctx)
+	} else {
+		a.st, err = cfg.openStore(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
-	applied, err := a.st.Migrate(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if len(applied) > 0 {
-		log.Info("applied migrations", "versions", applied)
+	if chDown != nil {
+		log.Warn("ClickHouse unavailable: ingest starts with its campaign snapshot and connects when ClickHouse answers; migrations are left to the other roles", "err", chDown)
+	} else {
+		applied, err := a.st.Migrate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(applied) > 0 {
+			log.Info("applied migrations", "versions", applied)
+		}
 	}
 	if cfg.Demo {
 		if a.Demo, err = EnsureDemo(ctx, a.st, cfg.DataDir); err != nil {
@@ -149,12 +162,16 @@ func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 	log := a.log.With("role", "ingest")
 	reg := ingest.NewRegistry(a.st, log)
 	a.ingestCampaigns = reg
-	if err := a.RefreshCampaigns(ctx); err != nil {
-		return err
+	if err := reg.Load(ctx, filepath.Join(a.cfg.DataDir, "campaigns.json")); err != nil {
+		// Serving, not ready (ingest.Server.Readiness), until a refresh
+		// succeeds.
+		log.Error("no campaigns: ClickHouse unavailable and no campaign snapshot; every hit is rejected until ClickHouse answers", "err", err)
 	}
 	keeper := salt.New(a.st, log)
 	if err := keeper.Load(ctx); err != nil {
-		return err
+		// Hits are counted without a visitor id until the salt loads
+		// (keeper.Run retries every minute).
+		log.Warn("visitor salt unavailable: hits carry no visitor id until ClickHouse answers", "err", err)
 	}
 	go reg.Run(bgCtx, 5*time.Second)
 	go keeper.Run(bgCtx, time.Minute)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -189,16 +190,43 @@ func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
 
 // openStore connects to ClickHouse as the -clickhouse.* flags say.
 func (c *Config) openStore(ctx context.Context) (*store.Store, error) {
-	tc, err := c.ClickHouseTLS.Config()
+	sc, err := c.storeConfig()
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: %w", err)
+		return nil, err
 	}
-	st, err := store.Open(ctx, store.Config{Addr: c.ClickHouseAddr, Database: c.ClickHouseDatabase,
-		User: c.ClickHouseUser, Password: c.ClickHousePassword, TLS: tc})
+	st, err := store.Open(ctx, sc)
 	if err != nil {
-		return nil, clickhouseHint(err, tc != nil)
+		return nil, clickhouseHint(err, sc.TLS != nil)
 	}
 	return st, nil
+}
+
+// openStoreOrLater is openStore for a process that may start while
+// ClickHouse is down (ingest alone): when the server does not answer (a
+// network error; refused credentials or a failed TLS handshake are still
+// errors), it returns a store that connects on first use, and down says
+// why it could not connect now.
+func (c *Config) openStoreOrLater(ctx context.Context) (st *store.Store, down, err error) {
+	st, err = c.openStore(ctx)
+	var netErr *net.OpError
+	if err == nil || !errors.As(err, &netErr) {
+		return st, nil, err
+	}
+	sc, _ := c.storeConfig() // it worked above
+	sc.Lazy = true
+	if st, err = store.Open(ctx, sc); err != nil {
+		return nil, nil, err
+	}
+	return st, netErr, nil
+}
+
+func (c *Config) storeConfig() (store.Config, error) {
+	tc, err := c.ClickHouseTLS.Config()
+	if err != nil {
+		return store.Config{}, fmt.Errorf("clickhouse: %w", err)
+	}
+	return store.Config{Addr: c.ClickHouseAddr, Database: c.ClickHouseDatabase,
+		User: c.ClickHouseUser, Password: c.ClickHousePassword, TLS: tc}, nil
 }
 
 // clickhouseHint adds to a failed connection the flags that usually fix it.

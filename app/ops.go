@@ -43,9 +43,10 @@ func (a *App) startOps() error {
 }
 
 // ready says why the process should get no traffic, "" when it should:
-// shutdown begun (from the drain on), the ingest role not ready (Kafka not
-// taking writes, the spool replaying: ingest.Server.Readiness), or
-// ClickHouse not answering.
+// shutdown begun (from the drain on), the ingest role not ready (no
+// campaigns known, Kafka not taking writes, the spool replaying:
+// ingest.Server.Readiness), or ClickHouse not answering — except for ingest
+// alone, which serves without ClickHouse.
 func (a *App) ready(ctx context.Context) string {
 	if a.draining.Load() {
 		return "shutting down"
@@ -54,6 +55,9 @@ func (a *App) ready(ctx context.Context) string {
 		if ok, why := a.ingest.Readiness(); !ok {
 			return "ingest: " + why
 		}
+	}
+	if a.ingestOnly {
+		return ""
 	}
 	if err := a.st.Ping(ctx); err != nil {
 		return "clickhouse: " + err.Error()

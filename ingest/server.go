@@ -212,11 +212,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Readiness says whether a load balancer should send hits here, and why
-// not: false while shutting down (from Drain on), while Kafka does not take
-// writes, and while the spool is being replayed.
+// not: false while shutting down (from Drain on), while no campaign is
+// known (neither the campaign source nor a snapshot answered), while Kafka
+// does not take writes, and while the spool is being replayed. ClickHouse
+// being down does not make ingest unready once campaigns are known.
 func (s *Server) Readiness() (ok bool, why string) {
 	if s.draining.Load() || !s.ready.Load() {
 		return false, "shutting down"
+	}
+	if !s.deps.Campaigns.Known() {
+		return false, "campaigns unknown: ClickHouse unavailable and no campaign snapshot"
 	}
 	return s.dl.health()
 }

@@ -37,6 +37,10 @@ type Config struct {
 	// DialTimeout and ReadTimeout default to 5 s and 60 s.
 	DialTimeout time.Duration
 	ReadTimeout time.Duration
+	// Lazy makes Open neither create the database nor ping: the first
+	// statement connects. It is for a process that must start while
+	// ClickHouse is down (ingest alone, serving its campaign snapshot).
+	Lazy bool
 }
 
 // Store is a connection pool to one ClickHouse database. It is safe for
@@ -76,6 +80,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			// own logs say what matters.
 			Logger: slog.New(slog.DiscardHandler),
 		})
+	}
+	if cfg.Lazy {
+		conn, err := open(cfg.Database)
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", cfg.Addr, err)
+		}
+		return &Store{conn: conn, db: cfg.Database}, nil
 	}
 	boot, err := open("default")
 	if err != nil {
