@@ -29,6 +29,7 @@ type Store interface {
 	ClientCampaigns(ctx context.Context, clientID string) ([]store.Campaign, error)
 	CreateCampaign(ctx context.Context, clientID, name string, opts store.CampaignOptions) (store.Campaign, error)
 	UpdateCampaign(ctx context.Context, c store.Campaign) (store.Campaign, error)
+	RotateS2SSecret(ctx context.Context, c store.Campaign) (store.Campaign, error)
 	EraseCampaign(ctx context.Context, actor, clientID, campaignID string) error
 	// Forwarding instructions and ledger (instructions.go).
 	AddInstruction(ctx context.Context, in store.Instruction, seal func(version uint32) (string, error)) (store.Instruction, error)
@@ -81,6 +82,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/campaigns/{id}", a.getCampaign)
 	mux.HandleFunc("PATCH /api/v1/campaigns/{id}", a.patchCampaign)
 	mux.HandleFunc("DELETE /api/v1/campaigns/{id}/data", a.eraseCampaign)
+	mux.HandleFunc("POST /api/v1/campaigns/{id}/secret", a.rotateSecret)
 	mux.HandleFunc("GET /api/v1/campaigns/{id}/instructions", a.listInstructions)
 	mux.HandleFunc("POST /api/v1/campaigns/{id}/instructions", a.addInstruction)
 	mux.HandleFunc("POST /api/v1/campaigns/{id}/instructions/revoke", a.revokeInstruction)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,22 +16,34 @@ import (
 
 // campaignJSON is a campaign as the API shows it.
 type campaignJSON struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Consentless string    `json:"consentless"`
-	Sensitive   bool      `json:"sensitive"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Consentless  string   `json:"consentless"`
+	Sensitive    bool     `json:"sensitive"`
+	AllowedHosts []string `json:"allowed_hosts"`
+	// SignedEndpoint says whether the campaign has a server-to-server
+	// secret (the secret itself is shown only by POST .../secret).
+	SignedEndpoint bool      `json:"signed_endpoint"`
+	RequireSigned  bool      `json:"require_signed_applications"`
+	UpdatedAt      time.Time `json:"updated_at"`
 }
 
 func toJSON(c store.Campaign) campaignJSON {
-	return campaignJSON{ID: c.ID, Name: c.Name, Consentless: string(c.Consentless), Sensitive: c.Sensitive, UpdatedAt: c.UpdatedAt}
+	hosts := c.AllowedHosts
+	if hosts == nil {
+		hosts = []string{}
+	}
+	return campaignJSON{ID: c.ID, Name: c.Name, Consentless: string(c.Consentless), Sensitive: c.Sensitive,
+		AllowedHosts: hosts, SignedEndpoint: c.S2SSecret != "", RequireSigned: c.RequireSigned, UpdatedAt: c.UpdatedAt}
 }
 
 // campaignInput is the body of POST and PATCH /api/v1/campaigns.
 type campaignInput struct {
-	Name        *string `json:"name"`
-	Consentless *string `json:"consentless"`
-	Sensitive   *bool   `json:"sensitive"`
+	Name          *string   `json:"name"`
+	Consentless   *string   `json:"consentless"`
+	Sensitive     *bool     `json:"sensitive"`
+	AllowedHosts  *[]string `json:"allowed_hosts"`
+	RequireSigned *bool     `json:"require_signed_applications"`
 }
 
 const maxBody = 64 << 10
@@ -62,7 +76,41 @@ func (in *campaignInput) apply(c *store.Campaign) error {
 	if in.Sensitive != nil {
 		c.Sensitive = *in.Sensitive
 	}
+	if in.AllowedHosts != nil {
+		hosts, err := allowedHosts(*in.AllowedHosts)
+		if err != nil {
+			return err
+		}
+		c.AllowedHosts = hosts
+	}
+	if in.RequireSigned != nil {
+		if *in.RequireSigned && c.S2SSecret == "" {
+			return &apiError{http.StatusBadRequest, "require_signed_applications: create the campaign's secret first (POST /api/v1/campaigns/{id}/secret)"}
+		}
+		c.RequireSigned = *in.RequireSigned
+	}
 	return nil
+}
+
+// hostPattern is a host name, or "*." and a domain for its subdomains.
+var hostPattern = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// allowedHosts validates and normalises (lowercase, no duplicates, sorted)
+// a campaign's allowed page hosts.
+func allowedHosts(in []string) ([]string, error) {
+	if len(in) > 50 {
+		return nil, &apiError{http.StatusBadRequest, "allowed_hosts: at most 50 hosts"}
+	}
+	out := make([]string, 0, len(in))
+	for i, h := range in {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if len(h) > 253 || !hostPattern.MatchString(h) || h == "*" {
+			return nil, &apiError{http.StatusBadRequest, fmt.Sprintf("allowed_hosts[%d]: %q is not a host name (e.g. jobs.example.com) or *.domain", i, in[i])}
+		}
+		out = append(out, h)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 func (a *API) listCampaigns(w http.ResponseWriter, r *http.Request) {
@@ -104,7 +152,7 @@ func (a *API) createCampaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	created, err := a.st.CreateCampaign(r.Context(), c.ID, camp.Name,
-		store.CampaignOptions{Consentless: camp.Consentless, Sensitive: camp.Sensitive})
+		store.CampaignOptions{Consentless: camp.Consentless, Sensitive: camp.Sensitive, AllowedHosts: camp.AllowedHosts})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -160,8 +208,26 @@ func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	a.log.Info("campaign updated", "client", c.ID, "campaign", camp.ID, "consentless", camp.Consentless, "sensitive", camp.Sensitive)
+	a.log.Info("campaign updated", "client", c.ID, "campaign", camp.ID, "consentless", camp.Consentless, "sensitive", camp.Sensitive,
+		"allowed_hosts", len(camp.AllowedHosts), "require_signed", camp.RequireSigned)
 	writeJSON(w, http.StatusOK, toJSON(updated))
+}
+
+// rotateSecret answers POST /api/v1/campaigns/{id}/secret: a new secret for
+// the campaign's signed server-to-server endpoint, shown this once (the old
+// one stops working within seconds).
+func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) {
+	c, camp, ok := a.ownCampaign(w, r)
+	if !ok {
+		return
+	}
+	updated, err := a.st.RotateS2SSecret(r.Context(), camp)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("campaign secret rotated", "client", c.ID, "campaign", camp.ID)
+	writeJSON(w, http.StatusOK, map[string]any{"campaign": toJSON(updated), "secret": updated.S2SSecret})
 }
 
 // eraseCampaign deletes every visitor-derived row of the campaign: the

@@ -41,10 +41,12 @@ func (s *Server) build(b *builder, raw *rawHit, meta *reqMeta, camp *campaignInf
 	if salt := s.deps.Salts.Current(meta.now); salt != nil && ip.IsValid() {
 		h.Visitor = anonymize.Visitor(salt, ip, meta.ua, camp.clientID)
 	}
-	cls := s.classify(meta)
-	h.Browser, h.OS, h.Device = cls.browser, cls.os, cls.device
-	if cls.bot {
-		h.Flags |= schemas.FlagBot
+	if !meta.signed { // a signed hit's user agent is the sender's server
+		cls := s.classify(meta)
+		h.Browser, h.OS, h.Device = cls.browser, cls.os, cls.device
+		if cls.bot {
+			h.Flags |= schemas.FlagBot
+		}
 	}
 	if ads && ip.IsValid() {
 		h.IP = ip.As16()

@@ -1,9 +1,13 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -52,6 +56,17 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 		jsonError(ctx, fasthttp.StatusMethodNotAllowed, "", "use POST")
 		return
 	}
+	var meta reqMeta
+	s.fillMeta(ctx, &meta)
+	s.batch(ctx, &meta, nil, s.m.acceptedBatch)
+}
+
+// batch parses, checks and queues the JSON batch in the body of ctx and
+// answers for /e and /s2s. signedFor is the campaign a signed request was
+// verified for (nil for /e): every event must then be for it and carry an
+// eid.
+func (s *Server) batch(ctx *fasthttp.RequestCtx, meta *reqMeta, signedFor []byte, accepted prometheus.Counter) {
+	h := &ctx.Response.Header
 	body := ctx.PostBody()
 	if len(body) > s.cfg.MaxBodyBytes {
 		jsonError(ctx, fasthttp.StatusRequestEntityTooLarge, "", fmt.Sprintf("body larger than %d bytes", s.cfg.MaxBodyBytes))
@@ -72,8 +87,8 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 		jsonError(ctx, fasthttp.StatusBadRequest, fe.field, err.Error())
 		return
 	}
-	if fe := s.checkBatch(raws); fe != nil {
-		jsonError(ctx, fasthttp.StatusBadRequest, fe.field, fe.Error())
+	if status, fe := s.checkBatch(raws, meta, signedFor); fe != nil {
+		jsonError(ctx, status, fe.field, fe.Error())
 		return
 	}
 	if s.dl.room() < len(raws) || !s.ready.Load() {
@@ -87,28 +102,26 @@ func (s *Server) events(ctx *fasthttp.RequestCtx) {
 		jsonError(ctx, fasthttp.StatusServiceUnavailable, "", "overloaded, retry later")
 		return
 	}
-	var meta reqMeta
-	s.fillMeta(ctx, &meta)
-	accepted, dropped := 0, 0
+	n, dropped := 0, 0
 	for i := range raws {
-		switch s.accept(&raws[i], &meta) {
+		switch s.accept(&raws[i], meta) {
 		case "":
-			accepted++
+			n++
 		case reasonNoConsent:
 			dropped++ // the campaign drops consent-less hits: not an error
 		default:
 			// Lost the race for queue space against other requests.
-			s.m.acceptedBatch.Add(float64(accepted))
+			accepted.Add(float64(n))
 			h.Set(RejectHeader, s.dl.shedReason())
 			h.Set("Retry-After", "5")
-			jsonError(ctx, fasthttp.StatusServiceUnavailable, "", fmt.Sprintf("overloaded after %d of %d events: retry the batch later (events with an eid are counted once)", accepted, len(raws)))
+			jsonError(ctx, fasthttp.StatusServiceUnavailable, "", fmt.Sprintf("overloaded after %d of %d events: retry the batch later (events with an eid are counted once)", n, len(raws)))
 			return
 		}
 	}
-	s.m.acceptedBatch.Add(float64(accepted))
+	accepted.Add(float64(n))
 	ctx.SetStatusCode(fasthttp.StatusAccepted)
 	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"accepted":` + strconv.Itoa(accepted) + `,"dropped":` + strconv.Itoa(dropped) + "}\n")
+	ctx.SetBodyString(`{"accepted":` + strconv.Itoa(n) + `,"dropped":` + strconv.Itoa(dropped) + "}\n")
 }
 
 func jsonError(ctx *fasthttp.RequestCtx, status int, field, msg string) {
@@ -124,11 +137,18 @@ func jsonError(ctx *fasthttp.RequestCtx, status int, field, msg string) {
 	ctx.SetBody(b)
 }
 
-// checkBatch validates each event of a batch and resolves its campaign,
-// counting and naming the first that fails (nil when all pass).
-func (s *Server) checkBatch(raws []rawHit) *fieldError {
+// checkBatch validates each event of a batch, resolves its campaign and
+// applies the campaign's guards, counting and naming the first that fails
+// with the status to answer (nil when all pass). For a signed batch
+// (signedFor not nil) every event must be for that campaign and carry an
+// eid.
+func (s *Server) checkBatch(raws []rawHit, meta *reqMeta, signedFor []byte) (int, *fieldError) {
 	for i := range raws {
-		if reason := raws[i].validate(); reason != "" {
+		r := &raws[i]
+		if signedFor != nil && len(r.v[fCampaign]) == 0 {
+			r.v[fCampaign] = signedFor
+		}
+		if reason := r.validate(); reason != "" {
 			field := fmt.Sprintf("events[%d]", i)
 			switch reason {
 			case reasonMissingCampaign, reasonBadCampaign:
@@ -137,14 +157,63 @@ func (s *Server) checkBatch(raws []rawHit) *fieldError {
 				field += ".e"
 			}
 			s.m.rejectedBy[reason].Inc()
-			return &fieldError{field, reason}
+			return fasthttp.StatusBadRequest, &fieldError{field, reason}
 		}
-		if _, ok := s.deps.Campaigns.lookup(raws[i].v[fCampaign]); !ok {
+		if signedFor != nil && !bytes.Equal(r.v[fCampaign], signedFor) {
+			return fasthttp.StatusBadRequest, &fieldError{fmt.Sprintf("events[%d].c", i), "not the campaign the request is signed for (" + CampaignHeader + ")"}
+		}
+		if signedFor != nil && len(r.v[fEID]) == 0 {
+			return fasthttp.StatusBadRequest, &fieldError{fmt.Sprintf("events[%d].eid", i), "required in a signed request (a replay within the window then counts once)"}
+		}
+		camp, ok := s.deps.Campaigns.lookup(r.v[fCampaign])
+		if !ok {
 			s.m.rejectedBy[reasonUnknownCampaign].Inc()
-			return &fieldError{fmt.Sprintf("events[%d].c", i), "unknown campaign"}
+			return fasthttp.StatusBadRequest, &fieldError{fmt.Sprintf("events[%d].c", i), "unknown campaign"}
+		}
+		if reason := guard(r, meta, &camp); reason != "" {
+			s.m.rejectedBy[reason].Inc()
+			return fasthttp.StatusForbidden, &fieldError{fmt.Sprintf("events[%d]", i), guardMessage[reason]}
 		}
 	}
-	return nil
+	return 0, nil
+}
+
+var guardMessage = map[string]string{
+	reasonForbiddenHost: reasonForbiddenHost + ": the page, Origin or Referer host is not among the campaign's allowed_hosts",
+	reasonUnsigned:      reasonUnsigned + ": the campaign takes applications only from its signed server-to-server endpoint",
+}
+
+// s2s answers POST /s2s: a batch in /e's format from the client's own
+// server (an applicant tracking system), signed with the campaign's secret
+// (see Sign and verify). 401 for a bad or stale signature, 403 when the
+// campaign has no secret; otherwise as /e. The request's address and user
+// agent are the sender's, not a visitor's: the hits carry neither.
+func (s *Server) s2s(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		jsonError(ctx, fasthttp.StatusMethodNotAllowed, "", "use POST")
+		return
+	}
+	rh := &ctx.Request.Header
+	campaign := rh.Peek(CampaignHeader)
+	camp, ok := s.deps.Campaigns.lookup(campaign)
+	if !ok {
+		s.m.rejectedBy[reasonUnknownCampaign].Inc()
+		jsonError(ctx, fasthttp.StatusBadRequest, "", CampaignHeader+": unknown campaign")
+		return
+	}
+	if camp.secret == nil {
+		jsonError(ctx, fasthttp.StatusForbidden, "", "the campaign has no secret: create one with POST /api/v1/campaigns/{id}/secret")
+		return
+	}
+	if why := verify(camp.secret, rh.Peek(TimestampHeader), rh.Peek(SignatureHeader), ctx.PostBody(), time.Now()); why != "" {
+		s.m.rejectedBy[reasonBadSignature].Inc()
+		jsonError(ctx, fasthttp.StatusUnauthorized, "", why)
+		return
+	}
+	meta := reqMeta{signed: true, now: time.Now()}
+	s.batch(ctx, &meta, campaign, s.m.acceptedS2S)
 }
 
 // str returns the string (or, for numbers and booleans, the literal) at key

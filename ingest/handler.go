@@ -2,11 +2,13 @@ package ingest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/jobpixel/jobpixel/ingest/tracker"
+	"github.com/jobpixel/jobpixel/schemas"
 )
 
 // gif is the 43-byte transparent 1×1 GIF answered by /p.gif.
@@ -20,7 +22,8 @@ var gif = []byte{
 const RejectHeader = "X-Jobpixel-Reject"
 
 // Handler returns the request router of the public listener: only what a
-// page needs (/p.gif, /e, /t.js), and the demo page with Config.Demo.
+// page needs (/p.gif, /e, /t.js), the signed server-to-server endpoint
+// (/s2s), and the demo page with Config.Demo.
 // Metrics, health and readiness are the ops listener's (package app; see
 // Readiness).
 func (s *Server) Handler() fasthttp.RequestHandler {
@@ -30,6 +33,8 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			s.pixel(ctx)
 		case "/e":
 			s.events(ctx)
+		case "/s2s":
+			s.s2s(ctx)
 		case "/t.js":
 			tracker.Script(ctx)
 		case "/demo/vacancy":
@@ -78,6 +83,8 @@ func (s *Server) fillMeta(ctx *fasthttp.RequestCtx, m *reqMeta) {
 	m.ip = clientIP(ctx.RemoteIP(), rh.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
 	m.ua = rh.UserAgent()
 	m.chUA = rh.Peek("Sec-CH-UA")
+	m.origin = rh.Peek("Origin")
+	m.referer = rh.Referer()
 	m.gpc = bytes.Equal(rh.Peek("Sec-GPC"), []byte("1"))
 	m.dnt = bytes.Equal(rh.Peek("DNT"), []byte("1"))
 	m.now = time.Now()
@@ -100,6 +107,10 @@ func (s *Server) accept(raw *rawHit, meta *reqMeta) string {
 		s.m.rejectedBy[reasonUnknownCampaign].Inc()
 		return reasonUnknownCampaign
 	}
+	if reason := guard(raw, meta, &camp); reason != "" {
+		s.m.rejectedBy[reason].Inc()
+		return reason
+	}
 	b := builderPool.Get().(*builder)
 	defer builderPool.Put(b)
 	if reason := s.build(b, raw, meta, &camp); reason != "" {
@@ -107,10 +118,7 @@ func (s *Server) accept(raw *rawHit, meta *reqMeta) string {
 		return reason
 	}
 	rec := getRecord()
-	rec.key = b.hit.Visitor
-	if rec.key == ([16]byte{}) {
-		rec.key = b.hit.ID // no visitor hash: spread by event id
-	}
+	rec.key = partitionKey(&b.hit)
 	rec.buf = b.hit.Append(rec.buf[:0])
 	if !s.dl.offer(rec) {
 		putRecord(rec)
@@ -119,4 +127,28 @@ func (s *Server) accept(raw *rawHit, meta *reqMeta) string {
 		return reason
 	}
 	return ""
+}
+
+// partitionKey is a hit's Kafka key: its visitor hash, so that a visitor's
+// hits keep their order and a page's repeated event (same eid) meets its
+// first copy in the pipeline's per-partition dedup window. A hit without a
+// visitor hash (a signed server-to-server hit, or no salt yet) is keyed by
+// its campaign and client event id for the same reason, and without one
+// spread by its event id. It does not allocate.
+func partitionKey(h *schemas.Hit) [16]byte {
+	if h.Visitor != ([16]byte{}) {
+		return h.Visitor
+	}
+	if len(h.ClientEventID) == 0 {
+		return h.ID
+	}
+	const domain = "jobpixel eid key\x00"
+	var buf [len(domain) + 64 + 1 + 128]byte // campaign and eid limits (fields.go)
+	n := copy(buf[:], domain)
+	n += copy(buf[n:], h.Campaign)
+	buf[n] = 0
+	n++
+	n += copy(buf[n:], h.ClientEventID)
+	sum := sha256.Sum256(buf[:n])
+	return [16]byte(sum[:16])
 }

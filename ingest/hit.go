@@ -21,12 +21,15 @@ type rawHit struct {
 
 // reqMeta is what the request itself tells about the visitor.
 type reqMeta struct {
-	ip   netip.Addr
-	ua   []byte
-	chUA []byte // Sec-CH-UA
-	gpc  bool
-	dnt  bool
-	now  time.Time
+	ip      netip.Addr
+	ua      []byte
+	chUA    []byte // Sec-CH-UA
+	origin  []byte // Origin header
+	referer []byte // Referer header
+	gpc     bool
+	dnt     bool
+	signed  bool // a verified /s2s request: no visitor address or browser
+	now     time.Time
 }
 
 // builder owns the scratch buffers a hit's derived fields live in until it

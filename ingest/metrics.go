@@ -17,10 +17,14 @@ const (
 	reasonQueueFull       = "queue_full"
 	reasonSpoolFull       = "spool_full"
 	reasonNotReady        = "not_ready"
+	reasonForbiddenHost   = "forbidden_host"
+	reasonUnsigned        = "signature_required"
+	reasonBadSignature    = "bad_signature"
 )
 
 var allReasons = []string{reasonMissingCampaign, reasonBadCampaign, reasonUnknownCampaign,
-	reasonBadEvent, reasonFieldTooLong, reasonNoConsent, reasonQueueFull, reasonSpoolFull, reasonNotReady}
+	reasonBadEvent, reasonFieldTooLong, reasonNoConsent, reasonQueueFull, reasonSpoolFull, reasonNotReady,
+	reasonForbiddenHost, reasonUnsigned, reasonBadSignature}
 
 type metrics struct {
 	accepted       *prometheus.CounterVec
@@ -28,6 +32,7 @@ type metrics struct {
 	rejectedBy     map[string]prometheus.Counter
 	acceptedPixel  prometheus.Counter
 	acceptedBatch  prometheus.Counter
+	acceptedS2S    prometheus.Counter
 	consentInvalid prometheus.Counter
 	tcfInvalid     *prometheus.CounterVec
 }
@@ -68,6 +73,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.acceptedPixel = m.accepted.WithLabelValues("pixel")
 	m.acceptedBatch = m.accepted.WithLabelValues("events")
+	m.acceptedS2S = m.accepted.WithLabelValues("s2s")
 	if reg != nil {
 		reg.MustRegister(m.accepted, m.rejected, m.consentInvalid, m.tcfInvalid)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,9 @@ type CampaignSource interface {
 type campaignInfo struct {
 	clientID      []byte
 	dropNoConsent bool
+	hosts         [][]byte // allowed page hosts, lowercase; "*.d" for d's subdomains; empty: any
+	secret        []byte   // signs /s2s requests; nil: endpoint off
+	requireSigned bool     // applications only through /s2s
 }
 
 // Registry is an in-memory snapshot of the live campaigns, refreshed in the
@@ -53,7 +57,8 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	}
 	saved := savedCampaigns{Written: time.Now().UTC(), Campaigns: make([]savedCampaign, len(cs))}
 	for i, c := range cs {
-		saved.Campaigns[i] = savedCampaign{ID: c.ID, ClientID: c.ClientID, DropNoConsent: c.Consentless == store.ConsentlessDrop}
+		saved.Campaigns[i] = savedCampaign{ID: c.ID, ClientID: c.ClientID, DropNoConsent: c.Consentless == store.ConsentlessDrop,
+			AllowedHosts: c.AllowedHosts, S2SSecret: c.S2SSecret, RequireSigned: c.RequireSigned}
 	}
 	r.install(saved.Campaigns)
 	if r.file != "" {
@@ -91,26 +96,38 @@ func (r *Registry) Known() bool { return r.known.Load() }
 func (r *Registry) install(cs []savedCampaign) {
 	m := make(map[string]campaignInfo, len(cs))
 	for _, c := range cs {
-		m[c.ID] = campaignInfo{clientID: []byte(c.ClientID), dropNoConsent: c.DropNoConsent}
+		info := campaignInfo{clientID: []byte(c.ClientID), dropNoConsent: c.DropNoConsent, requireSigned: c.RequireSigned}
+		for _, h := range c.AllowedHosts {
+			info.hosts = append(info.hosts, []byte(strings.ToLower(h)))
+		}
+		if c.S2SSecret != "" {
+			info.secret = []byte(c.S2SSecret)
+		}
+		m[c.ID] = info
 	}
 	r.snap.Store(&m)
 	r.known.Store(true)
 }
 
 // savedCampaigns is the snapshot file: what ingest needs of each live
-// campaign, nothing about visitors.
+// campaign, nothing about visitors. It holds the campaigns' server-to-server
+// secrets, so it is written readable by its owner only.
 type savedCampaigns struct {
 	Written   time.Time       `json:"written"`
 	Campaigns []savedCampaign `json:"campaigns"`
 }
 
 type savedCampaign struct {
-	ID            string `json:"id"`
-	ClientID      string `json:"client_id"`
-	DropNoConsent bool   `json:"drop_no_consent,omitempty"`
+	ID            string   `json:"id"`
+	ClientID      string   `json:"client_id"`
+	DropNoConsent bool     `json:"drop_no_consent,omitempty"`
+	AllowedHosts  []string `json:"allowed_hosts,omitempty"`
+	S2SSecret     string   `json:"s2s_secret,omitempty"`
+	RequireSigned bool     `json:"require_signed,omitempty"`
 }
 
-// writeSnapshot replaces file atomically (temporary file, fsync, rename).
+// writeSnapshot replaces file atomically (temporary file, fsync, rename),
+// with mode 0600 (os.CreateTemp's).
 func writeSnapshot(file string, s *savedCampaigns) error {
 	b, err := json.Marshal(s)
 	if err != nil {

@@ -42,6 +42,20 @@ type Campaign struct {
 	// Sensitive campaigns (special categories of data) are never forwarded.
 	Sensitive bool
 	UpdatedAt time.Time
+	Guards
+}
+
+// Guards protect a campaign against forged hits (guards.go).
+type Guards struct {
+	// AllowedHosts are the page hosts browser hits may come from ("jobs.example.com",
+	// or "*.example.com" for its subdomains); empty allows any.
+	AllowedHosts []string
+	// S2SSecret signs the campaign's server-to-server requests; empty: the
+	// endpoint is off for the campaign.
+	S2SSecret string
+	// RequireSigned accepts application events only from the signed
+	// server-to-server endpoint.
+	RequireSigned bool
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -114,9 +128,10 @@ func (s *Store) ClientByToken(ctx context.Context, token string) (Client, error)
 
 // CampaignOptions are the settings of a new campaign.
 type CampaignOptions struct {
-	ID          string // optional; generated when empty
-	Consentless ConsentlessMode
-	Sensitive   bool
+	ID           string // optional; generated when empty
+	Consentless  ConsentlessMode
+	Sensitive    bool
+	AllowedHosts []string // Guards.AllowedHosts
 }
 
 // CreateCampaign creates a campaign owned by clientID.
@@ -135,7 +150,8 @@ func (s *Store) CreateCampaign(ctx context.Context, clientID, name string, opts 
 		return Campaign{}, fmt.Errorf("store: create campaign: consentless must be %q or %q", ConsentlessCount, ConsentlessDrop)
 	}
 	c := Campaign{ID: opts.ID, ClientID: clientID, Name: name, Consentless: opts.Consentless,
-		Sensitive: opts.Sensitive, UpdatedAt: time.Now().UTC().Truncate(time.Second)}
+		Sensitive: opts.Sensitive, UpdatedAt: time.Now().UTC().Truncate(time.Second),
+		Guards: Guards{AllowedHosts: opts.AllowedHosts}}
 	sens := uint8(0)
 	if c.Sensitive {
 		sens = 1
@@ -144,6 +160,11 @@ func (s *Store) CreateCampaign(ctx context.Context, clientID, name string, opts 
 		c.ID, c.ClientID, c.Name, string(c.Consentless), sens, uint8(0), c.UpdatedAt, version())
 	if err != nil {
 		return Campaign{}, fmt.Errorf("store: create campaign: %w", err)
+	}
+	if len(c.AllowedHosts) > 0 {
+		if err := s.setGuards(ctx, c.ID, c.ClientID, c.Guards); err != nil {
+			return Campaign{}, fmt.Errorf("store: create campaign: %w", err)
+		}
 	}
 	return c, nil
 }
@@ -183,11 +204,7 @@ func (s *Store) Campaigns(ctx context.Context) ([]Campaign, error) {
 	if err := s.conn.Select(ctx, &rows, campaignSelect+` AND client_id NOT IN (`+endedClients+`)`); err != nil {
 		return nil, fmt.Errorf("store: campaigns: %w", err)
 	}
-	out := make([]Campaign, len(rows))
-	for i, r := range rows {
-		out[i] = r.campaign()
-	}
-	return out, nil
+	return s.withGuards(ctx, rows)
 }
 
 // ClientCampaign returns campaign id if it belongs to clientID; otherwise
@@ -200,7 +217,11 @@ func (s *Store) ClientCampaign(ctx context.Context, clientID, id string) (Campai
 	if len(rows) != 1 {
 		return Campaign{}, ErrNotFound
 	}
-	return rows[0].campaign(), nil
+	cs, err := s.withGuards(ctx, rows)
+	if err != nil {
+		return Campaign{}, err
+	}
+	return cs[0], nil
 }
 
 // ClientCampaigns returns the live campaigns of clientID.
@@ -209,11 +230,7 @@ func (s *Store) ClientCampaigns(ctx context.Context, clientID string) ([]Campaig
 	if err := s.conn.Select(ctx, &rows, campaignSelect+` AND client_id = ? ORDER BY campaign_id`, clientID); err != nil {
 		return nil, fmt.Errorf("store: campaigns of %s: %w", clientID, err)
 	}
-	out := make([]Campaign, len(rows))
-	for i, r := range rows {
-		out[i] = r.campaign()
-	}
-	return out, nil
+	return s.withGuards(ctx, rows)
 }
 
 // UpdateCampaign writes a new version of c (owned by c.ClientID).
@@ -231,6 +248,9 @@ func (s *Store) UpdateCampaign(ctx context.Context, c Campaign) (Campaign, error
 	err := s.insertOne(ctx, "INSERT INTO campaigns (campaign_id, client_id, name, consentless, sensitive, deleted, updated_at, version)",
 		c.ID, c.ClientID, c.Name, string(c.Consentless), sens, uint8(0), c.UpdatedAt, version())
 	if err != nil {
+		return Campaign{}, fmt.Errorf("store: update campaign: %w", err)
+	}
+	if err := s.setGuards(ctx, c.ID, c.ClientID, c.Guards); err != nil {
 		return Campaign{}, fmt.Errorf("store: update campaign: %w", err)
 	}
 	return c, nil
