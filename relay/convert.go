@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -18,14 +19,34 @@ import (
 	"github.com/jobpixel/jobpixel/schemas"
 )
 
+// dedupID is the id a conversion is sent and recorded under: derived from
+// the campaign and the page's client event id when the hit has one, so
+// that every copy of a retried event (the same eid from a pixel and a
+// beacon, a batch sent again after a 503) has the same platform dedup key
+// and the relay sends only the first; else the hit's own event id.
+func dedupID(h *schemas.Hit) [16]byte {
+	if len(h.ClientEventID) == 0 {
+		return h.ID
+	}
+	s := sha256.New()
+	s.Write([]byte("jobpixel conversion\x00"))
+	s.Write(h.Campaign)
+	s.Write([]byte{0})
+	s.Write(h.ClientEventID)
+	var id [16]byte
+	copy(id[:], s.Sum(nil))
+	return id
+}
+
 // conversion builds what target t needs from hit h, and nothing more. ok
 // is false when the hit carries nothing the platform could match it by.
 // Google receives the consent as it is; Meta receives LDU unless the
 // visitor also allowed personalised ads on Meta.
 func conversion(h *schemas.Hit, t instruction.Target, d consent.Decision) (forward.Conversion, bool) {
 	p := t.Platform
+	id := dedupID(h)
 	c := forward.Conversion{
-		ID:      hex.EncodeToString(h.ID[:]),
+		ID:      hex.EncodeToString(id[:]),
 		Name:    t.Name,
 		Time:    time.UnixMilli(h.ReceivedMs).UTC(),
 		Value:   t.Value,

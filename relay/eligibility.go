@@ -61,7 +61,7 @@ func (r *Relay) conversions(h *schemas.Hit, e *entry, st *partition, msg *kafka.
 			continue
 		}
 		pd := &pending{target: t, clientID: e.inst.ClientID, campaignID: e.inst.CampaignID, version: e.inst.Version,
-			basis: basis(d), eventID: h.ID, partition: int32(msg.Partition), offset: msg.Offset, first: now}
+			basis: basis(d), eventID: dedupID(h), partition: int32(msg.Partition), offset: msg.Offset, first: now}
 		if st.done.has(pd.key()) {
 			r.m.skipped.WithLabelValues("already_sent").Inc()
 			continue

@@ -242,7 +242,7 @@ type pending struct {
 	campaignID string
 	version    uint32
 	basis      string
-	eventID    [16]byte
+	eventID    [16]byte // dedupID: the platforms' dedup key and the forward_sent key
 	partition  int32
 	offset     int64
 	first      time.Time // first attempt
@@ -360,9 +360,22 @@ func (r *Relay) flush(runCtx context.Context, st *partition) (ok, hold bool) {
 	var dead []store.DeadLetter
 	var sent []store.Sent
 	now := r.cfg.Now().UTC()
+	// A conversion already held (the same dedup id from another copy of a
+	// retried event in this batch) is not taken twice.
+	held := make(map[string]bool, len(st.work))
+	for _, p := range st.work {
+		held[p.key()] = true
+	}
 	for i := range st.msgs {
 		w, f, d := r.take(snap, st, &st.msgs[i], now)
-		st.work = append(st.work, w...)
+		for _, p := range w {
+			if held[p.key()] {
+				r.m.skipped.WithLabelValues("already_sent").Inc()
+				continue
+			}
+			held[p.key()] = true
+			st.work = append(st.work, p)
+		}
 		facts = append(facts, f...)
 		dead = append(dead, d...)
 	}

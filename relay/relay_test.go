@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -849,4 +850,68 @@ func TestIntentFailureSendsNothing(t *testing.T) {
 		}
 		return n[0].Open == 0 && n[0].Items == 5, fmt.Sprintf("%d open, %d items", n[0].Open, n[0].Items)
 	})
+}
+
+// TestRetriedEventSentOnce: copies of one event with the same client event
+// id (a pixel and a beacon, a batch sent again after a 503) reach each
+// destination once, in one batch, in a later one and after a restart, under
+// a dedup key derived from the campaign and the eid; another eid is another
+// conversion.
+func TestRetriedEventSentOnce(t *testing.T) {
+	e := newEnv(t)
+	c := e.campaign("retries")
+	e.instruct(c.ID, e.fullBody())
+	v := newVisitor(7)
+	e.register(v)
+	copyOf := func(eid string) schemas.Hit {
+		h := hit(c, v, schemas.EventApplication, adsGranted)
+		h.ClientEventID = []byte(eid)
+		return h
+	}
+	first := copyOf("app-1")
+	want := dedupID(&first)
+	wantID := hex.EncodeToString(want[:])
+	counts := func() [4]int {
+		return [4]int{len(e.meta.Events()), len(e.google.Events()), len(e.google.Clicks()), len(e.linkedin.Events())}
+	}
+	key := []byte("one partition")
+	stop := e.startAll("retry")
+	e.produceKeyed(key, first, copyOf("app-1"), copyOf("app-1"))
+	waitFor(t, 30*time.Second, "one conversion per destination", func() (bool, string) {
+		n := counts()
+		return n == [4]int{1, 1, 1, 1}, fmt.Sprint(n)
+	})
+	e.produceKeyed(key, copyOf("app-1"), copyOf("app-2"))
+	waitFor(t, 30*time.Second, "the second eid at every destination", func() (bool, string) {
+		n := counts()
+		return n == [4]int{2, 2, 2, 2}, fmt.Sprint(n)
+	})
+	stop()
+	stop = e.startAll("retry")
+	defer stop()
+	e.produceKeyed(key, copyOf("app-1"), copyOf("app-3"))
+	waitFor(t, 30*time.Second, "the third eid at every destination", func() (bool, string) {
+		n := counts()
+		return n == [4]int{3, 3, 3, 3}, fmt.Sprint(n)
+	})
+	if ev, ok := e.meta.Event(wantID); !ok || ev.ID != wantID {
+		t.Errorf("Meta has no event with event_id %s (campaign + eid)", wantID)
+	}
+	if got := e.google.Events()[0].TransactionID; got != wantID {
+		t.Errorf("Google transactionId %q, want %q", got, wantID)
+	}
+	if got := e.google.Clicks()[0].OrderID; got != wantID {
+		t.Errorf("Google Ads orderId %q, want %q", got, wantID)
+	}
+	if got := e.linkedin.Events()[0].EventID; got != wantID {
+		t.Errorf("LinkedIn eventId %q, want %q", got, wantID)
+	}
+	// forward_sent is written after the platforms answered.
+	waitFor(t, 10*time.Second, "3 conversions x 4 destinations in forward_sent", func() (bool, string) {
+		n := e.sentRows()
+		return n == 12, fmt.Sprint(n)
+	})
+	if n := counts(); n != [4]int{3, 3, 3, 3} {
+		t.Errorf("destinations received %v, want 3 each", n)
+	}
 }
