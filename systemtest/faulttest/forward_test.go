@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/jobpixel/jobpixel/forward/meta/metatest"
 	"github.com/jobpixel/jobpixel/instruction"
 	"github.com/jobpixel/jobpixel/internal/store"
+	"github.com/jobpixel/jobpixel/relay"
 )
 
 // metaTap sits in front of the fake Meta (in this process). It remembers
@@ -429,8 +431,8 @@ func TestForwarderKilled(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// The event ids ingest gave the hits (Meta's event_id), from the
-	// pipeline's events table.
+	// The dedup keys Meta receives as event_id, from the pipeline's events
+	// table: derived from the campaign and each hit's client event id.
 	eventIDs := map[string]string{} // event_id → client event id
 	poll(t, 60*time.Second, "the pipeline to store every hit", func() bool {
 		var rows []struct {
@@ -442,7 +444,12 @@ func TestForwarderKilled(t *testing.T) {
 		}
 		clear(eventIDs)
 		for _, r := range rows {
-			eventIDs[r.ID] = r.EID
+			id := r.ID
+			if r.EID != "" {
+				k := relay.ConversionKey([]byte(e.campaign), []byte(r.EID))
+				id = hex.EncodeToString(k[:])
+			}
+			eventIDs[id] = r.EID
 		}
 		return len(rows) >= n
 	})
