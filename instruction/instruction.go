@@ -222,6 +222,10 @@ func Parse(body []byte, prev Credentials, allow AllowList) (Spec, Credentials, e
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
+		const unknown = `json: unknown field "`
+		if m := err.Error(); strings.HasPrefix(m, unknown) && strings.HasSuffix(m, `"`) {
+			return s, Credentials{}, errf(m[len(unknown):len(m)-1], "unknown field (the README's Instructions section lists the fields)")
+		}
 		return s, Credentials{}, errf("", "invalid JSON: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -303,16 +307,35 @@ func checkEvent(field, e string) *Error {
 	return nil
 }
 
-func digitsID(field, id string, dashes bool) *Error {
-	v := id
-	if dashes {
-		v = strings.ReplaceAll(v, "-", "")
-	}
-	if v == "" || len(v) > 32 || strings.Trim(v, "0123456789") != "" {
-		return errf(field, "must be a numeric id")
+// numericID checks a platform id that is a plain decimal number (Meta
+// pixel and audience ids, Google conversion action and user list ids,
+// LinkedIn conversion rule and segment ids) of at most maxDigits digits.
+func numericID(field, id string, maxDigits int) *Error {
+	if id == "" || len(id) > maxDigits || strings.Trim(id, "0123456789") != "" {
+		return errf(field, "must be a numeric id of 1 to %d digits, got %q", maxDigits, id)
 	}
 	return nil
 }
+
+// googleCustomerID checks a Google Ads customer id: 10 digits, written
+// plain (1234567890) or as Google shows it (123-456-7890).
+func googleCustomerID(field, id string) *Error {
+	v := id
+	if len(id) == 12 && id[3] == '-' && id[7] == '-' {
+		v = id[:3] + id[4:7] + id[8:]
+	}
+	if len(v) != 10 || strings.Trim(v, "0123456789") != "" {
+		return errf(field, "must be a Google Ads customer id: 10 digits, as 1234567890 or 123-456-7890, got %q", id)
+	}
+	return nil
+}
+
+// Longest ids: Meta's are 64-bit numbers (at most 20 digits), Google's and
+// LinkedIn's int64 (19).
+const (
+	maxMetaID   = 20
+	maxInt64IDs = 19
+)
 
 func (v *Value) check(field string) *Error {
 	if v == nil {
@@ -433,7 +456,7 @@ func (m *Meta) normalize(c Credentials, allow AllowList) error {
 		if err := checkEvent(f+".event", cv.Event); err != nil {
 			return err
 		}
-		if err := digitsID(f+".pixel_id", cv.PixelID, false); err != nil {
+		if err := numericID(f+".pixel_id", cv.PixelID, maxMetaID); err != nil {
 			return err
 		}
 		cv.EventName = strings.TrimSpace(cv.EventName)
@@ -447,7 +470,7 @@ func (m *Meta) normalize(c Credentials, allow AllowList) error {
 	for i := range m.Audiences {
 		au := &m.Audiences[i]
 		f := fmt.Sprintf("meta.audiences[%d]", i)
-		if err := digitsID(f+".audience_id", au.AudienceID, false); err != nil {
+		if err := numericID(f+".audience_id", au.AudienceID, maxMetaID); err != nil {
 			return err
 		}
 		if err := au.Segment.normalize(f + ".segment"); err != nil {
@@ -469,11 +492,11 @@ func (g *Google) normalize(c Credentials, allow AllowList) error {
 	if err := endpoint("google.ads_endpoint", &g.AdsEndpoint, DefaultAdsEndpoint, allow); err != nil {
 		return err
 	}
-	if err := digitsID("google.customer_id", g.CustomerID, true); err != nil {
+	if err := googleCustomerID("google.customer_id", g.CustomerID); err != nil {
 		return err
 	}
 	if g.LoginCustomerID != "" {
-		if err := digitsID("google.login_customer_id", g.LoginCustomerID, true); err != nil {
+		if err := googleCustomerID("google.login_customer_id", g.LoginCustomerID); err != nil {
 			return err
 		}
 	}
@@ -493,7 +516,7 @@ func (g *Google) normalize(c Credentials, allow AllowList) error {
 		if err := checkEvent(f+".event", cv.Event); err != nil {
 			return err
 		}
-		if err := digitsID(f+".conversion_action_id", cv.ConversionActionID, true); err != nil {
+		if err := numericID(f+".conversion_action_id", cv.ConversionActionID, maxInt64IDs); err != nil {
 			return err
 		}
 		switch cv.API {
@@ -517,7 +540,7 @@ func (g *Google) normalize(c Credentials, allow AllowList) error {
 	for i := range g.Audiences {
 		au := &g.Audiences[i]
 		f := fmt.Sprintf("google.audiences[%d]", i)
-		if err := digitsID(f+".user_list_id", au.UserListID, true); err != nil {
+		if err := numericID(f+".user_list_id", au.UserListID, maxInt64IDs); err != nil {
 			return err
 		}
 		if err := au.Segment.normalize(f + ".segment"); err != nil {
@@ -544,7 +567,7 @@ func (l *LinkedIn) normalize(c Credentials, allow AllowList) error {
 		if err := checkEvent(f+".event", cv.Event); err != nil {
 			return err
 		}
-		if err := digitsID(f+".conversion_rule_id", strings.TrimPrefix(cv.ConversionRuleID, "urn:lla:llaPartnerConversion:"), false); err != nil {
+		if err := numericID(f+".conversion_rule_id", strings.TrimPrefix(cv.ConversionRuleID, "urn:lla:llaPartnerConversion:"), maxInt64IDs); err != nil {
 			return err
 		}
 		if err := cv.Value.check(f + ".value"); err != nil {
@@ -554,7 +577,7 @@ func (l *LinkedIn) normalize(c Credentials, allow AllowList) error {
 	for i := range l.Audiences {
 		au := &l.Audiences[i]
 		f := fmt.Sprintf("linkedin.audiences[%d]", i)
-		if err := digitsID(f+".segment_id", au.SegmentID, false); err != nil {
+		if err := numericID(f+".segment_id", au.SegmentID, maxInt64IDs); err != nil {
 			return err
 		}
 		if err := au.Segment.normalize(f + ".segment"); err != nil {

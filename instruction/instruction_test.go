@@ -102,10 +102,18 @@ func TestParseRefuses(t *testing.T) {
 		{`{"meta": {"access_token": "x", "conversions": [{"event": "application", "pixel_id": "abc", "event_name": "Lead"}]}}`, "meta.conversions[0].pixel_id", "numeric"},
 		{`{"meta": {"access_token": "x", "audiences": [{"audience_id": "1", "segment": {"include": ["page_view"], "exclude": ["page_view"]}}]}}`, "meta.audiences[0].segment.exclude[0]", "also included"},
 		{`{"meta": {"access_token": "x", "audiences": [{"audience_id": "1", "segment": {"preset": "applied", "days": 400}}]}}`, "meta.audiences[0].segment.days", "1 to 180"},
-		{`{"google": {"customer_id": "1", "access_token": "x", "audiences": [{"user_list_id": "2", "segment": {"preset": "applied"}}]}}`, "google.customer_match_terms_accepted", "must be true"},
-		{`{"google": {"customer_id": "1", "access_token": "x", "conversions": [{"event": "application", "conversion_action_id": "2", "api": "ads_click"}]}}`, "google.developer_token", "required"},
+		{`{"google": {"customer_id": "1234567890", "access_token": "x", "audiences": [{"user_list_id": "2", "segment": {"preset": "applied"}}]}}`, "google.customer_match_terms_accepted", "must be true"},
+		{`{"google": {"customer_id": "1234567890", "access_token": "x", "conversions": [{"event": "application", "conversion_action_id": "2", "api": "ads_click"}]}}`, "google.developer_token", "required"},
 		{`{"linkedin": {"access_token": "x", "conversions": [{"event": "application", "conversion_rule_id": "urn:x:1"}]}}`, "linkedin.conversions[0].conversion_rule_id", "numeric"},
-		{`{"meta": {"access_token": "x", "bogus": 1}}`, "", "unknown field"},
+		{`{"meta": {"access_token": "x", "bogus": 1}}`, "bogus", "unknown field"},
+		{`{"google": {"customer_id": "12-34", "access_token": "x", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.customer_id", "10 digits"},
+		{`{"google": {"customer_id": "12345678901", "access_token": "x", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.customer_id", "10 digits"},
+		{`{"google": {"customer_id": "1234-567-890", "access_token": "x", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.customer_id", "10 digits"},
+		{`{"google": {"customer_id": "1234567890", "login_customer_id": "42", "access_token": "x", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.login_customer_id", "10 digits"},
+		{`{"google": {"customer_id": "123-456-7890", "access_token": "x", "conversions": [{"event": "application", "conversion_action_id": "55-5"}]}}`, "google.conversions[0].conversion_action_id", "numeric"},
+		{`{"google": {"customer_id": "123-456-7890", "access_token": "x", "customer_match_terms_accepted": true, "audiences": [{"user_list_id": "12345678901234567890", "segment": {"preset": "applied"}}]}}`, "google.audiences[0].user_list_id", "1 to 19 digits"},
+		{`{"meta": {"access_token": "x", "conversions": [{"event": "application", "pixel_id": "123456789012345678901", "event_name": "Lead"}]}}`, "meta.conversions[0].pixel_id", "1 to 20 digits"},
+		{`{"linkedin": {"access_token": "x", "audiences": [{"segment_id": "urn:li:dmpSegment:12", "segment": {"preset": "applied"}}]}}`, "linkedin.audiences[0].segment_id", "numeric"},
 	}
 	for _, c := range cases {
 		_, _, err := Parse([]byte(c.body), Credentials{}, allow)
