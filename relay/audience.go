@@ -319,9 +319,10 @@ func (a *reconciler) remove(ctx context.Context, campaignID, dest string, v uint
 func (a *reconciler) refuse(ctx context.Context, purpose string, au instruction.Audience, ms []store.AudienceMember, v uint32, err error, key string, now time.Time) error {
 	a.later(key, now)
 	dead := make([]store.DeadLetter, len(ms))
+	group := newIntentID() // no request was made: the refused members share an id of ours
 	for i, m := range ms {
 		dead[i] = store.DeadLetter{At: now, ClientID: m.ClientID, CampaignID: m.CampaignID, Platform: a.r.cfg.Platform.String(),
-			Purpose: purpose, API: au.API, Destination: au.Key(), InstructionVersion: v, Item: m.Member,
+			Purpose: purpose, API: au.API, Destination: au.Key(), InstructionVersion: v, Item: memberRef(group, i),
 			Kind: forward.Permanent.String(), Reason: clip(err.Error())}
 	}
 	a.r.m.items.WithLabelValues(purpose, "dead_letter").Add(float64(len(ms)))
@@ -417,7 +418,7 @@ func (a *reconciler) outcomes(action, purpose, reason string, au instruction.Aud
 				permanent = true
 				status, code, why := errDetail(err)
 				dead = append(dead, store.DeadLetter{At: now, ClientID: m.ClientID, CampaignID: m.CampaignID, Platform: p.String(),
-					Purpose: purpose, API: au.API, Destination: au.Key(), InstructionVersion: v, Item: m.Member,
+					Purpose: purpose, API: au.API, Destination: au.Key(), InstructionVersion: v, Item: memberRef(itemBatch[i], i),
 					Kind: kind.String(), Status: uint16(status), Code: code, Reason: why})
 				r.m.items.WithLabelValues(purpose, "dead_letter").Inc()
 			} else {
@@ -432,3 +433,8 @@ func (a *reconciler) outcomes(action, purpose, reason string, au instruction.Aud
 	}
 	return changes, dead, permanent, firstErr
 }
+
+// memberRef names an audience member in a dead letter by ids of ours — the
+// batch it was in and its place there — never by the person's identifier
+// (the e-mail hash), which dead letters and the ledger do not hold.
+func memberRef(batch string, i int) string { return batch + "#" + strconv.Itoa(i) }

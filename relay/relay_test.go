@@ -915,3 +915,32 @@ func TestRetriedEventSentOnce(t *testing.T) {
 		t.Errorf("destinations received %v, want 3 each", n)
 	}
 }
+
+// TestDeadLettersHoldNoIdentifier: audience members the platform refuses
+// for good are dead letters named by our batch id and their place in the
+// batch, never by the person's e-mail hash.
+func TestDeadLettersHoldNoIdentifier(t *testing.T) {
+	e := newEnv(t)
+	c := e.campaign("jobs")
+	e.instruct(c.ID, fmt.Sprintf(`{"meta": {"endpoint": %q, "access_token": %q,
+	  "audiences": [{"audience_id": %q, "segment": {"preset": "applied"}}]}}`, e.meta.URL(), metaToken, metaAudience))
+	v, w := newVisitor(1), newVisitor(2)
+	e.register(v)
+	e.register(w)
+	e.meta.Inject(metatest.Permanent(100, 0, "Invalid parameter"))
+	e.start(e.config(consent.Meta, "fwd-meta"))
+	e.produce(hit(c, v, schemas.EventApplication, adsGranted), hit(c, w, schemas.EventApplication, adsGranted))
+	waitFor(t, 20*time.Second, "both members dead-lettered", func() (bool, string) {
+		return len(e.deadLetters()) == 2, fmt.Sprint(e.deadLetters())
+	})
+	for _, d := range e.deadLetters() {
+		for _, id := range []string{v.emMeta, w.emMeta, v.emGoogle, w.emGoogle} {
+			if strings.Contains(d.Item, id) || strings.Contains(d.Reason, id) {
+				t.Errorf("dead letter %+v holds an e-mail hash", d)
+			}
+		}
+		if !strings.HasPrefix(d.Item, "bat_") || !strings.Contains(d.Item, "#") {
+			t.Errorf("audience dead letter item %q is not a batch reference", d.Item)
+		}
+	}
+}
