@@ -133,6 +133,9 @@ func writeSnapshot(file string, s *savedCampaigns) error {
 	if err != nil {
 		return fmt.Errorf("ingest: campaign snapshot: %w", err)
 	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return fmt.Errorf("ingest: campaign snapshot: %w", err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(file), ".campaigns-*")
 	if err != nil {
 		return fmt.Errorf("ingest: campaign snapshot: %w", err)
