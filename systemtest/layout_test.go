@@ -49,8 +49,8 @@ var floors = map[string]struct {
 	"forward/meta/metatest": {testOnly, "test"}, "forward/google/googletest": {testOnly, "test"},
 	"forward/linkedin/linkedintest": {testOnly, "test"}, "forward/internal/fakeserver": {testOnly, "test"},
 	"forward/internal/fakeclock": {testOnly, "test"}, "forward/internal/golden": {testOnly, "test"},
-	"internal/testenv": {testOnly, "test"},
-	"systemtest":       {testOnly, "systemtest"}, "systemtest/faulttest": {testOnly, "systemtest"},
+	"internal/testenv": {testOnly, "test"}, "internal/testenv/chdbexec": {testOnly, "test"},
+	"systemtest": {testOnly, "systemtest"}, "systemtest/faulttest": {testOnly, "systemtest"},
 }
 
 const testOnly = 100
