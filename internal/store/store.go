@@ -50,6 +50,10 @@ type Store struct {
 	db   string
 }
 
+// openConn opens a connection pool. Tests replace it (export_test.go) to
+// record every statement the store sends.
+var openConn = clickhouse.Open
+
 var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 // Open connects to ClickHouse, creating the database if needed. It does not
@@ -68,7 +72,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.ReadTimeout = 60 * time.Second
 	}
 	open := func(db string) (driver.Conn, error) {
-		return clickhouse.Open(&clickhouse.Options{
+		return openConn(&clickhouse.Options{
 			Addr:         []string{cfg.Addr},
 			Auth:         clickhouse.Auth{Database: db, Username: cfg.User, Password: cfg.Password},
 			TLS:          cfg.TLS,
