@@ -73,11 +73,15 @@ func run(path string) error {
 			return fmt.Errorf("read statement: %w", err)
 		}
 		var o outcome
-		if st.DB != "" && st.DB != current {
-			if _, err := query(conn, "USE "+st.DB); err != nil {
-				o.Error = fmt.Sprintf("use %s: %v", st.DB, err)
+		db := st.DB
+		if db == "" {
+			db = "default"
+		}
+		if db != current {
+			if _, err := query(conn, "USE "+db); err != nil {
+				o.Error = fmt.Sprintf("use %s: %v", db, err)
 			} else {
-				current = st.DB
+				current = db
 			}
 		}
 		if o.Error == "" {
