@@ -28,11 +28,11 @@ import (
 // TestCurrentClickHouse runs every statement the store sends on a current
 // ClickHouse engine (chDB, see testenv.CurrentEngine) as well as on 18.16.
 //
-// The statements are not listed here: the store runs a scenario that calls
-// every one of its statements against the 18.16 server through a recording
-// connection, and the recorded statements — the migrations, then each
-// query, mutation and insert in the order sent, with the values the code
-// bound — are replayed on the current engine. Each must succeed there, and
+// The statements are not listed here: a scenario calls every statement of
+// the store against the 18.16 server through a recording connection, and
+// the recorded statements — the migrations, then each query, mutation and
+// insert in the order sent, with the values the code passed — are replayed
+// on the current engine. Each must succeed there, and
 // each query must return as many rows as it did on 18.16. Which statements
 // exist is read from the store's source: every call that sends SQL
 // (Exec, Select, Query, PrepareBatch…, directly or through a helper that
@@ -42,10 +42,8 @@ func TestCurrentClickHouse(t *testing.T) {
 	engine := testenv.CurrentEngine(t)
 	sites := storeSites(t)
 	rec := &recorder{sites: sites}
-	restore := store.SetOpenConn(rec.open)
-	st := testenv.Store(t)
-	scenario(t, st)
-	restore()
+	defer store.SetOpenConn(rec.open)()
+	scenario(t, testenv.Store(t))
 	calls := rec.done()
 
 	var stmts []testenv.Statement
@@ -285,7 +283,7 @@ func scenario(t *testing.T, st *store.Store) {
 type site struct {
 	file     string // absolute path
 	from, to int    // lines of the call
-	fn       string
+	fn       string // the function making it
 }
 
 func (s *site) String() string { return fmt.Sprintf("%s:%d (%s)", filepath.Base(s.file), s.from, s.fn) }
@@ -296,7 +294,9 @@ type span struct {
 	from, to int
 }
 
+// siteIndex is what storeSites read from the store's source.
 type siteIndex struct {
+	files      map[string]bool // the store's source files
 	calls      []*site
 	forwarders []span
 }
@@ -322,6 +322,7 @@ func storeSites(t *testing.T) *siteIndex {
 		file string
 	}
 	var fns []fn
+	idx := &siteIndex{files: map[string]bool{}}
 	for _, name := range names {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -334,6 +335,7 @@ func storeSites(t *testing.T) *siteIndex {
 		if err != nil {
 			t.Fatal(err)
 		}
+		idx.files[abs] = true
 		for _, d := range f.Decls {
 			if fd, ok := d.(*ast.FuncDecl); ok && fd.Body != nil {
 				fns = append(fns, fn{fd, abs})
@@ -378,7 +380,6 @@ func storeSites(t *testing.T) *siteIndex {
 			})
 		}
 	}
-	idx := &siteIndex{}
 	for _, f := range fns {
 		if forwarder[f.decl] {
 			idx.forwarders = append(idx.forwarders, span{f.file, fset.Position(f.decl.Pos()).Line, fset.Position(f.decl.End()).Line})
@@ -437,7 +438,7 @@ func (idx *siteIndex) caller() (s *site, stray string) {
 					return s, ""
 				}
 			}
-			if slices.ContainsFunc(idx.calls, func(s *site) bool { return s.file == f.File }) {
+			if idx.files[f.File] {
 				return nil, fmt.Sprintf("%s:%d", filepath.Base(f.File), f.Line)
 			}
 			return nil, ""
