@@ -135,7 +135,7 @@ func scenario(t *testing.T, st *store.Store) {
 	must(err)
 	_, err = st.ClientByToken(ctx, token)
 	must(err)
-	cmp, err := st.CreateCampaign(ctx, cl.ID, "Nurses", store.CampaignOptions{})
+	cmp, err := st.CreateCampaign(ctx, cl.ID, "Nurses", store.CampaignOptions{AllowedHosts: []string{"jobs.example", "*.acme.example"}})
 	must(err)
 	erased, err := st.CreateCampaign(ctx, cl.ID, "Porters", store.CampaignOptions{Consentless: store.ConsentlessDrop})
 	must(err)
