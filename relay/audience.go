@@ -158,8 +158,12 @@ func (a *reconciler) campaign(ctx context.Context, snap *snapshot, id string) er
 // segment returns the desired members of audience au of campaign id under
 // instruction e, by member.
 func (a *reconciler) segment(ctx context.Context, id string, e *entry, au instruction.Audience, now time.Time) (map[string]store.AudienceMember, error) {
+	from := now.AddDate(0, 0, -au.Days)
+	if s, ok := e.since[au.Key()]; ok && s.After(from) {
+		from = s // facts of hits from before the audience was instructed do not count
+	}
 	ms, err := a.r.st.SegmentMembers(ctx, store.SegmentQuery{Platform: a.r.cfg.Platform.String(), CampaignID: id,
-		AfterVersion: e.inst.LastRevoked, Include: names(au.Include), Exclude: names(au.Exclude), Since: now.AddDate(0, 0, -au.Days)})
+		AfterVersion: e.inst.LastRevoked, Include: names(au.Include), Exclude: names(au.Exclude), Since: from})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -22,6 +23,10 @@ type entry struct {
 	// destination left the allow-list, the spec does not decode): what it
 	// would send is dead-lettered with this reason.
 	err error
+	// since is, per destination key, when the client first instructed it
+	// in the versions since the last revocation without a break: hits
+	// received before are never forwarded to it (instructionSince).
+	since map[string]time.Time
 	// Campaign state.
 	live      bool
 	sensitive bool
@@ -105,6 +110,11 @@ func (b *book) load(ctx context.Context) error {
 		}
 		if e == nil {
 			e = b.decode(ci)
+			if e.err == nil && !e.inst.Revoked {
+				if e.since, err = b.instructionSince(ctx, e); err != nil {
+					return err
+				}
+			}
 			changed = true
 		}
 		if e.live != live || e.sensitive != c.Sensitive || e.owner != c.ClientID {
@@ -187,4 +197,57 @@ func (b *book) version(ctx context.Context, campaignID string, v uint32) (instru
 		return spec, creds, fmt.Errorf("instruction v%d: %w", v, err)
 	}
 	return spec, creds, nil
+}
+
+// instructionSince returns, for each destination of e's platform, the
+// creation time of the oldest version in the unbroken run of versions up to
+// e's (after the last revocation) that names it: hits received before it
+// took effect are never forwarded under it, whatever the consumer group's
+// offsets (a fresh group starts at the oldest hit).
+func (b *book) instructionSince(ctx context.Context, e *entry) (map[string]time.Time, error) {
+	since := make(map[string]time.Time, len(e.conv)+len(e.audiences))
+	for _, k := range destKeys(e.conv, e.audiences) {
+		since[k] = e.inst.CreatedAt
+	}
+	open := maps.Clone(since)
+	for v := e.inst.Version - 1; v > e.inst.LastRevoked && len(open) > 0; v-- {
+		in, err := b.st.InstructionVersion(ctx, e.inst.CampaignID, v)
+		if err != nil {
+			return nil, fmt.Errorf("instruction %s v%d: %w", e.inst.CampaignID, v, err)
+		}
+		spec, err := instruction.Decode(in.Spec)
+		if in.Revoked || err != nil {
+			break
+		}
+		named := map[string]bool{}
+		for _, k := range destKeys(spec.Conversions(b.platform), spec.Audiences(b.platform)) {
+			named[k] = true
+		}
+		for k := range open {
+			if named[k] {
+				since[k] = in.CreatedAt
+			} else {
+				delete(open, k)
+			}
+		}
+	}
+	return since, nil
+}
+
+func destKeys(conv []instruction.Target, auds []instruction.Audience) []string {
+	var out []string
+	for _, t := range conv {
+		out = append(out, t.Key())
+	}
+	for _, a := range auds {
+		out = append(out, a.Key())
+	}
+	return out
+}
+
+// before reports whether a hit received at ms came before destination key
+// was instructed (to the second: instructions are timed in seconds).
+func (e *entry) before(key string, ms int64) bool {
+	s, ok := e.since[key]
+	return ok && ms < s.Truncate(time.Second).UnixMilli()
 }

@@ -60,6 +60,10 @@ func (r *Relay) conversions(h *schemas.Hit, e *entry, st *partition, msg *kafka.
 			r.m.skipped.WithLabelValues("no_consent").Inc()
 			continue
 		}
+		if e.before(t.Key(), h.ReceivedMs) {
+			r.m.skipped.WithLabelValues("before_instruction").Inc()
+			continue
+		}
 		pd := &pending{target: t, clientID: e.inst.ClientID, campaignID: e.inst.CampaignID, version: e.inst.Version,
 			basis: basis(d), eventID: dedupID(h), partition: int32(msg.Partition), offset: msg.Offset, first: now}
 		if st.done.has(pd.key()) {

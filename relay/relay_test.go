@@ -944,3 +944,55 @@ func TestDeadLettersHoldNoIdentifier(t *testing.T) {
 		}
 	}
 }
+
+// TestNothingBeforeTheInstruction: a relay in a fresh consumer group (it
+// reads the topic from the oldest hit) forwards to each destination only
+// the hits received after the client instructed that destination: not
+// those before the first version, and to a destination added in a later
+// version not those from before that version.
+func TestNothingBeforeTheInstruction(t *testing.T) {
+	e := newEnv(t)
+	c := e.campaign("history")
+	v := newVisitor(3)
+	e.register(v)
+	at := func(ts time.Time, eid string) schemas.Hit {
+		h := hit(c, v, schemas.EventApplication, adsGranted)
+		h.ReceivedMs, h.ClientEventID = ts.UnixMilli(), []byte(eid)
+		return h
+	}
+	conv := func(pixels ...string) string {
+		var cs []string
+		for _, p := range pixels {
+			cs = append(cs, fmt.Sprintf(`{"event": "application", "pixel_id": %q, "event_name": "Lead"}`, p))
+		}
+		return fmt.Sprintf(`{"meta": {"endpoint": %q, "access_token": %q, "conversions": [%s]}}`, e.meta.URL(), metaToken, strings.Join(cs, ","))
+	}
+	old := at(time.Now().Add(-time.Hour), "before-v1")
+	time.Sleep(1100 * time.Millisecond) // instructions are timed to the second
+	e.instruct(c.ID, conv("111"))
+	time.Sleep(1100 * time.Millisecond)
+	mid := at(time.Now(), "between")
+	time.Sleep(1100 * time.Millisecond)
+	e.instruct(c.ID, conv("111", "112"))
+	time.Sleep(1100 * time.Millisecond)
+	late := at(time.Now(), "after-v2")
+	e.produce(old, mid, late)
+	e.start(e.config(consent.Meta, "fresh"))
+	key := func(h schemas.Hit) string { k := dedupID(&h); return hex.EncodeToString(k[:]) }
+	waitFor(t, 20*time.Second, "three conversions", func() (bool, string) { return len(e.meta.Events()) == 3, fmt.Sprint(len(e.meta.Events())) })
+	time.Sleep(time.Second) // nothing more arrives
+	got := map[string][]string{}
+	for _, ev := range e.meta.Events() {
+		got[ev.ID] = append(got[ev.ID], ev.Pixel)
+	}
+	for _, c := range []struct {
+		h    schemas.Hit
+		want []string
+	}{{old, nil}, {mid, []string{"111"}}, {late, []string{"111", "112"}}} {
+		p := got[key(c.h)]
+		slices.Sort(p)
+		if !slices.Equal(p, c.want) {
+			t.Errorf("hit %s reached pixels %v, want %v", c.h.ClientEventID, p, c.want)
+		}
+	}
+}
