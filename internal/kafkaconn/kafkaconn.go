@@ -6,8 +6,9 @@
 // kafka-go reports a failed SASL handshake as the broker dropping the
 // connection (io.ErrUnexpectedEOF), the same as a wrong password, a missing
 // SASL listener or a wrong mechanism; Check turns that into an error that
-// says what to fix, so a process fails at start instead of retrying
-// silently.
+// says what to fix, and marks it Misconfigured, so a process fails at start
+// instead of retrying silently; a broker that is merely down or unreachable
+// is not Misconfigured (it may come back).
 package kafkaconn
 
 import (
@@ -29,6 +30,13 @@ import (
 // Mechanisms are the SASL mechanisms Options.SASLMechanism accepts ("" is
 // none).
 var Mechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+
+// Misconfigured is wrapped by Check's error when a broker was reached but
+// the TLS or SASL handshake failed in a way that retrying will not fix (an
+// untrusted certificate, TLS against a plain listener, a wrong password or
+// mechanism, SASL or TLS missing). A broker that refuses or drops the TCP
+// connection, or cannot be resolved, is not Misconfigured.
+var Misconfigured = errors.New("kafka connection misconfigured")
 
 // Options say how to reach the brokers. The zero value is plain text
 // without authentication.
@@ -91,8 +99,9 @@ func (c *Conn) Transport() *kafka.Transport { return c.tr }
 
 // Check connects to each broker in turn until one completes the TLS and
 // SASL handshakes and answers a metadata request, and explains the failure
-// when none does. Use it at start, before any client retries in the
-// background.
+// when none does; the error wraps Misconfigured when a broker was reached
+// and a handshake failed for a cause Check names (see Misconfigured). Use
+// it at start, before any client retries in the background.
 func (c *Conn) Check(ctx context.Context, brokers []string) error {
 	var errs []error
 	for _, b := range brokers {
@@ -112,24 +121,44 @@ func (c *Conn) Check(ctx context.Context, brokers []string) error {
 	if len(errs) == 0 {
 		return errors.New("kafka: no brokers configured")
 	}
-	return fmt.Errorf("kafka: no broker reachable: %w", errors.Join(errs...))
+	return fmt.Errorf("kafka: no broker accepted the connection: %w", errors.Join(errs...))
 }
 
-// explain names the likely cause of a failed handshake.
+// explain names the likely cause of a failed handshake; the causes it
+// names, and only those, are Misconfigured.
 func (c *Conn) explain(err error) error {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
 	var recordErr tls.RecordHeaderError
 	var certErr *tls.CertificateVerificationError
+	eof := errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 	switch {
+	case errors.As(err, &opErr) && opErr.Op == "dial", errors.As(err, &dnsErr):
+		// Down or unreachable (refused, timed out, unknown host): the
+		// handshake never began.
+		return err
 	case errors.As(err, &certErr):
-		return fmt.Errorf("%w (the broker's certificate is not trusted: check -kafka.tls-ca and -kafka.tls-server-name)", err)
+		return misconfigured(err, "the broker's certificate is not trusted: check -kafka.tls-ca and -kafka.tls-server-name")
 	case errors.As(err, &recordErr):
-		return fmt.Errorf("%w (the broker does not speak TLS on this port: drop -kafka.tls or use its TLS listener)", err)
+		return misconfigured(err, "the broker does not speak TLS on this port: drop -kafka.tls or use its TLS listener")
 	case c.opts.TLS != nil && errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w (no TLS handshake in time: does the broker speak TLS on this port? drop -kafka.tls or use its TLS listener)", err)
-	case c.mech != nil && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, kafka.SASLAuthenticationFailed)):
-		return fmt.Errorf("%w (SASL %s as %q failed: wrong user or password, or the broker does not offer this mechanism on this listener)", err, c.mech.Name(), c.opts.User)
-	case c.mech == nil && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)):
-		return fmt.Errorf("%w (the broker closed the connection: does it require TLS (-kafka.tls) or SASL (-kafka.sasl-mechanism)?)", err)
+		return misconfigured(err, "no TLS handshake in time: does the broker speak TLS on this port? drop -kafka.tls or use its TLS listener")
+	case c.mech != nil && (eof || errors.Is(err, kafka.SASLAuthenticationFailed)):
+		return misconfigured(err, fmt.Sprintf("SASL %s as %q failed: wrong user or password (-kafka.sasl-user, -kafka.sasl-password), or the broker does not offer this mechanism (-kafka.sasl-mechanism) on this listener", c.mech.Name(), c.opts.User))
+	case c.mech == nil && eof:
+		return misconfigured(err, "the broker closed the connection: does it require TLS (-kafka.tls) or SASL (-kafka.sasl-mechanism)?")
 	}
 	return err
 }
+
+// misconfiguration is a failed handshake with its explanation; it is
+// Misconfigured and wraps the handshake's error.
+type misconfiguration struct {
+	err  error
+	hint string
+}
+
+func misconfigured(err error, hint string) error { return &misconfiguration{err: err, hint: hint} }
+
+func (m *misconfiguration) Error() string   { return m.err.Error() + " (" + m.hint + ")" }
+func (m *misconfiguration) Unwrap() []error { return []error{m.err, Misconfigured} }

@@ -3,6 +3,8 @@ package kafkaconn_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -98,24 +100,41 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// downAddr returns a loopback address nothing listens on.
+func downAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
 // TestCheckExplains: each misconfiguration fails Check at once (no retry
-// loop) with the cause named.
+// loop) with the cause named, as Misconfigured; a broker that is down is
+// not Misconfigured, with or without TLS and SASL.
 func TestCheckExplains(t *testing.T) {
 	certs := testenv.MakeCerts(t)
 	goodTLS, _ := tlsconf.Options{CAFile: certs.CA}.Config()
 	otherTLS, _ := tlsconf.Options{CAFile: testenv.MakeCerts(t).CA}.Config()
 	saslTLS := broker(t, &certs, "SCRAM-SHA-256", "jobpixel", "right")
 	plainBroker := broker(t, nil, "", "", "")
+	down := downAddr(t)
 	for _, c := range []struct {
-		name, addr string
-		o          kafkaconn.Options
-		want       string
+		name, addr    string
+		o             kafkaconn.Options
+		want          string
+		misconfigured bool
 	}{
-		{"wrong password", saslTLS, kafkaconn.Options{TLS: goodTLS, SASLMechanism: "SCRAM-SHA-256", User: "jobpixel", Password: "wrong"}, `SASL SCRAM-SHA-256 as "jobpixel" failed`},
-		{"wrong mechanism", saslTLS, kafkaconn.Options{TLS: goodTLS, SASLMechanism: "SCRAM-SHA-512", User: "jobpixel", Password: "right"}, "does not offer this mechanism"},
-		{"no SASL", saslTLS, kafkaconn.Options{TLS: goodTLS}, "-kafka.sasl-mechanism"},
-		{"untrusted certificate", saslTLS, kafkaconn.Options{TLS: otherTLS, SASLMechanism: "SCRAM-SHA-256", User: "jobpixel", Password: "right"}, "-kafka.tls-ca"},
-		{"TLS to a plain listener", plainBroker, kafkaconn.Options{TLS: goodTLS}, "does the broker speak TLS"},
+		{"wrong password", saslTLS, kafkaconn.Options{TLS: goodTLS, SASLMechanism: "SCRAM-SHA-256", User: "jobpixel", Password: "wrong"}, `SASL SCRAM-SHA-256 as "jobpixel" failed`, true},
+		{"wrong mechanism", saslTLS, kafkaconn.Options{TLS: goodTLS, SASLMechanism: "SCRAM-SHA-512", User: "jobpixel", Password: "right"}, "does not offer this mechanism", true},
+		{"no SASL", saslTLS, kafkaconn.Options{TLS: goodTLS}, "-kafka.sasl-mechanism", true},
+		{"untrusted certificate", saslTLS, kafkaconn.Options{TLS: otherTLS, SASLMechanism: "SCRAM-SHA-256", User: "jobpixel", Password: "right"}, "-kafka.tls-ca", true},
+		{"TLS to a plain listener", plainBroker, kafkaconn.Options{TLS: goodTLS}, "does the broker speak TLS", true},
+		{"broker down is not Misconfigured", down, kafkaconn.Options{}, "connection refused", false},
+		{"broker down with TLS and SASL is not Misconfigured", down, kafkaconn.Options{TLS: goodTLS, SASLMechanism: "SCRAM-SHA-256", User: "jobpixel", Password: "right"}, "connection refused", false},
 	} {
 		conn, err := kafkaconn.New(c.o)
 		if err != nil {
@@ -127,6 +146,9 @@ func TestCheckExplains(t *testing.T) {
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
+		}
+		if got := errors.Is(err, kafkaconn.Misconfigured); got != c.misconfigured {
+			t.Errorf("%s: errors.Is(err, Misconfigured) = %v, want %v (err: %v)", c.name, got, c.misconfigured, err)
 		}
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("%s: Check took %v: it must fail at once, not retry", c.name, d)
