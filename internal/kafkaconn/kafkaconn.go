@@ -43,8 +43,9 @@ var Misconfigured = errors.New("kafka connection misconfigured")
 type Options struct {
 	// TLS, when non-nil, encrypts every connection (see package tlsconf).
 	TLS *tls.Config
-	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512";
-	// User and Password are its credentials.
+	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" (in
+	// any case); User and Password are its credentials, both required with
+	// a mechanism and refused without one.
 	SASLMechanism  string
 	User, Password string
 }
@@ -80,10 +81,10 @@ func New(o Options) (*Conn, error) {
 		}
 		c.mech = m
 	default:
-		return nil, fmt.Errorf("kafka: unknown SASL mechanism %q (want one of %s)", o.SASLMechanism, strings.Join(Mechanisms, ", "))
+		return nil, fmt.Errorf("kafka: unknown SASL mechanism %q (-kafka.sasl-mechanism: want one of %s)", o.SASLMechanism, strings.Join(Mechanisms, ", "))
 	}
-	if c.mech != nil && o.User == "" {
-		return nil, fmt.Errorf("kafka: SASL %s needs a user", o.SASLMechanism)
+	if c.mech != nil && (o.User == "" || o.Password == "") {
+		return nil, fmt.Errorf("kafka: SASL %s needs a user and a password (-kafka.sasl-user, -kafka.sasl-password)", o.SASLMechanism)
 	}
 	c.dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: o.TLS, SASLMechanism: c.mech}
 	c.tr = &kafka.Transport{Dial: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, TLS: o.TLS, SASL: c.mech}

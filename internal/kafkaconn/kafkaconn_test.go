@@ -2,7 +2,6 @@ package kafkaconn_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
@@ -10,33 +9,16 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/jobpixel/jobpixel/internal/kafkaconn"
 	"github.com/jobpixel/jobpixel/internal/testenv"
 	"github.com/jobpixel/jobpixel/internal/tlsconf"
 )
 
-// broker starts a kfake broker with the given TLS and SASL superuser.
+// broker starts a broker with topic "hits", the given TLS and SASL superuser.
 func broker(t *testing.T, certs *testenv.Certs, mech, user, pass string) string {
 	t.Helper()
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(2, "hits")}
-	if certs != nil {
-		cert, err := tls.LoadX509KeyPair(certs.Cert, certs.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
-	}
-	if mech != "" {
-		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(mech, user, pass))
-	}
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()[0]
+	return testenv.BrokerWith(t, "hits", 2, testenv.BrokerOptions{Certs: certs, SASLMechanism: mech, User: user, Password: pass})
 }
 
 // TestRoundTrip produces and consumes through Conn's Transport and Dialer
@@ -157,6 +139,7 @@ func TestCheckExplains(t *testing.T) {
 	for _, o := range []kafkaconn.Options{
 		{SASLMechanism: "GSSAPI", User: "u"},
 		{SASLMechanism: "PLAIN"},
+		{SASLMechanism: "SCRAM-SHA-256", User: "u"},
 		{User: "u", Password: "p"},
 	} {
 		if _, err := kafkaconn.New(o); err == nil {

@@ -7,6 +7,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -103,11 +104,43 @@ func Database(t testing.TB) string {
 	return rows[0].DB
 }
 
-// Broker starts an in-process Kafka-protocol broker with topic seeded.
+// Broker starts an in-process Kafka-protocol broker with topic seeded, in
+// plain text without authentication.
 func Broker(t testing.TB, topic string, partitions int32) string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(int(partitions)),
-		kfake.SeedTopics(partitions, topic), kfake.AllowAutoTopicCreation())
+	return BrokerWith(t, topic, partitions, BrokerOptions{})
+}
+
+// BrokerOptions secure a test broker the way a managed Kafka is. The zero
+// value is plain text without authentication.
+type BrokerOptions struct {
+	// Certs, when set, makes the broker speak only TLS, with Certs.Cert;
+	// clients trust it with Certs.CA.
+	Certs *Certs
+	// SASLMechanism ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), when set,
+	// makes the broker require SASL, with User and Password its one
+	// (super)user.
+	SASLMechanism  string
+	User, Password string
+}
+
+// BrokerWith starts an in-process Kafka-protocol broker with topic seeded,
+// secured as o says, and returns its address; it stops when the test ends.
+func BrokerWith(t testing.TB, topic string, partitions int32, o BrokerOptions) string {
+	t.Helper()
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(int(partitions)),
+		kfake.SeedTopics(partitions, topic), kfake.AllowAutoTopicCreation()}
+	if o.Certs != nil {
+		cert, err := tls.LoadX509KeyPair(o.Certs.Cert, o.Certs.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	if o.SASLMechanism != "" {
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(o.SASLMechanism, o.User, o.Password))
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
