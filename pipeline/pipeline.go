@@ -36,6 +36,9 @@ type Config struct {
 	Brokers []string
 	Topic   string
 	Group   string
+	// Dialer connects to the brokers (see group.Config.Dialer); nil dials
+	// in plain text.
+	Dialer *kafka.Dialer
 	// BatchSize is the most rows per insert (default 50,000); FlushInterval
 	// the longest a row waits for its insert (default 500 ms).
 	BatchSize     int
@@ -83,7 +86,7 @@ func New(cfg Config, sink Sink, log *slog.Logger, reg prometheus.Registerer) (*P
 // before it returns.
 func (p *Pipeline) Run(ctx context.Context) error {
 	err := group.Run(ctx, group.Config{
-		Brokers: p.cfg.Brokers, Topic: p.cfg.Topic, Group: p.cfg.Group,
+		Brokers: p.cfg.Brokers, Topic: p.cfg.Topic, Group: p.cfg.Group, Dialer: p.cfg.Dialer,
 		Consume: p.consume, Log: p.log, Errors: p.m.kafkaErrors,
 	})
 	if err != nil {

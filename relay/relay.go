@@ -66,6 +66,9 @@ import (
 type Config struct {
 	Brokers []string
 	Topic   string
+	// Dialer connects to the brokers (see group.Config.Dialer); nil dials
+	// in plain text.
+	Dialer *kafka.Dialer
 	// Group is the consumer group; it must differ from the pipeline's and
 	// from the other platforms' groups.
 	Group    string
@@ -209,7 +212,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.log.Warn("refreshing instructions failed; forwarding holds once they are stale", "err", err)
 	})
 	err := group.Run(ctx, group.Config{
-		Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group,
+		Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group, Dialer: r.cfg.Dialer,
 		Consume: r.consume,
 		// One reconciler per platform: the owner of partition 0.
 		Singleton: r.aud.run,

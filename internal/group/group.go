@@ -37,6 +37,10 @@ type Config struct {
 	Brokers []string
 	Topic   string
 	Group   string
+	// Dialer connects to the brokers, for the group's coordination and
+	// every partition's reader (TLS and SASL: kafkaconn.Conn.Dialer); nil
+	// is kafka-go's default, plain text without authentication.
+	Dialer *kafka.Dialer
 
 	// Consume is called, in a goroutine of its own, for each partition
 	// assigned to the member in a generation. ctx ends when the generation
@@ -68,6 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ID:                cfg.Group,
 		Brokers:           cfg.Brokers,
 		Topics:            []string{cfg.Topic},
+		Dialer:            cfg.Dialer,
 		StartOffset:       kafka.FirstOffset,
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    10 * time.Second,
@@ -137,6 +142,7 @@ func (cfg *Config) partition(ctx context.Context, gen *kafka.Generation, id int,
 		Brokers:   cfg.Brokers,
 		Topic:     cfg.Topic,
 		Partition: id,
+		Dialer:    cfg.Dialer,
 		MinBytes:  1,
 		MaxBytes:  16 << 20,
 		MaxWait:   100 * time.Millisecond,
