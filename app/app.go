@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/jobpixel/jobpixel/api/dashboard"
 	"github.com/jobpixel/jobpixel/ingest"
 	"github.com/jobpixel/jobpixel/internal/devbroker"
+	"github.com/jobpixel/jobpixel/internal/kafkaconn"
 	"github.com/jobpixel/jobpixel/internal/salt"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/pipeline"
@@ -34,6 +36,7 @@ type App struct {
 	reg *prometheus.Registry
 
 	broker          *devbroker.Broker
+	kafka           *kafkaconn.Conn // every Kafka client's TLS and SASL
 	st              *store.Store
 	writer          *kafka.Writer
 	ingest          *ingest.Server
@@ -76,8 +79,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			a.Stop(context.Background())
 		}
 	}()
+	if a.kafka, err = cfg.kafkaConn(); err != nil {
+		return nil, err
+	}
 	brokers := cfg.brokers()
-	if len(brokers) == 0 && (roles.ingest || roles.pipeline || roles.forward) {
+	usesKafka := roles.ingest || roles.pipeline || roles.forward
+	if usesKafka && len(brokers) > 0 {
+		if err := a.checkKafka(ctx, brokers); err != nil {
+			return nil, err
+		}
+	} else if usesKafka {
 		a.broker, err = devbroker.Start(devbroker.Config{
 			Dir: filepath.Join(cfg.DataDir, "kafka"), Port: cfg.BrokerPort,
 			Topics: []string{cfg.KafkaTopic}, Partitions: int32(cfg.KafkaPartitions),
@@ -124,7 +135,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		}
 	}
 	if roles.pipeline {
-		p, err := pipeline.New(pipeline.Config{Brokers: brokers, Topic: cfg.KafkaTopic, Group: cfg.KafkaGroup,
+		p, err := pipeline.New(pipeline.Config{Brokers: brokers, Dialer: a.kafka.Dialer(), Topic: cfg.KafkaTopic, Group: cfg.KafkaGroup,
 			BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval, Truncation: trunc}, a.st, log.With("role", "pipeline"), a.reg)
 		if err != nil {
 			return nil, err
@@ -158,6 +169,30 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	return a, nil
 }
 
+// checkKafkaTimeout bounds the start-up check of the brokers.
+const checkKafkaTimeout = 15 * time.Second
+
+// checkKafka connects to the brokers once at start. A misconfigured TLS or
+// SASL connection fails the start with the cause and the flag to fix (no
+// client would ever connect); brokers that are merely unreachable are a
+// warning, since they may come back: the clients retry in the background
+// and /readyz says "kafka unavailable" while ingest's writes fail.
+func (a *App) checkKafka(ctx context.Context, brokers []string) error {
+	if !a.cfg.KafkaTLS.Enabled() && strings.EqualFold(a.cfg.KafkaSASLMechanism, "plain") {
+		a.log.Warn("SASL PLAIN without -kafka.tls sends the Kafka password in clear text")
+	}
+	cctx, cancel := context.WithTimeout(ctx, checkKafkaTimeout)
+	defer cancel()
+	err := a.kafka.Check(cctx, brokers)
+	switch {
+	case errors.Is(err, kafkaconn.Misconfigured):
+		return err
+	case err != nil:
+		a.log.Warn("kafka unreachable at start; its clients keep retrying", "err", err)
+	}
+	return nil
+}
+
 func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 	log := a.log.With("role", "ingest")
 	reg := ingest.NewRegistry(a.st, log)
@@ -181,6 +216,7 @@ func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 	}
 	a.writer = &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
+		Transport:    a.kafka.Transport(),
 		Topic:        a.cfg.KafkaTopic,
 		Balancer:     &kafka.Hash{},
 		BatchSize:    1000,
@@ -206,7 +242,7 @@ func (a *App) startIngest(ctx, bgCtx context.Context, brokers []string) error {
 		MetaVendorID: a.cfg.MetaVendorID, LinkedInVendorID: a.cfg.LinkedInVendor,
 		Truncation: a.trunc, DenyParams: a.cfg.denyParams(), Demo: a.cfg.Demo,
 	}, ingest.Deps{Writer: a.writer, Campaigns: reg, Salts: keeper, Geo: geoDB, Log: log, Metrics: a.reg,
-		KafkaProbe: kafkaProbe(brokers, a.cfg.KafkaTopic)})
+		KafkaProbe: kafkaProbe(a.kafka.Dialer(), brokers, a.cfg.KafkaTopic)})
 	if err != nil {
 		return err
 	}

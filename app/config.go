@@ -20,6 +20,7 @@ import (
 
 	"github.com/jobpixel/jobpixel/anonymize"
 	"github.com/jobpixel/jobpixel/instruction"
+	"github.com/jobpixel/jobpixel/internal/kafkaconn"
 	"github.com/jobpixel/jobpixel/internal/store"
 	"github.com/jobpixel/jobpixel/internal/tlsconf"
 )
@@ -50,6 +51,11 @@ type Config struct {
 	KafkaPartitions int
 	KafkaGroup      string
 	BrokerPort      int
+	// KafkaTLS and KafkaSASL* reach a managed Kafka (kafkaConn).
+	KafkaTLS           tlsconf.Options
+	KafkaSASLMechanism string
+	KafkaSASLUser      string
+	KafkaSASLPassword  string
 
 	ClickHouseAddr     string
 	ClickHouseDatabase string
@@ -141,6 +147,14 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	str(&c.KafkaTopic, "kafka.topic", "jobpixel.hits", "topic of accepted hits")
 	num(&c.KafkaPartitions, "kafka.partitions", 6, "partitions of the topic on the embedded broker")
 	str(&c.KafkaGroup, "kafka.group", "jobpixel-pipeline", "consumer group of the pipeline")
+	boolean(&c.KafkaTLS.Enable, "kafka.tls", false, "connect to Kafka with TLS; implied by any -kafka.tls-* flag")
+	str(&c.KafkaTLS.CAFile, "kafka.tls-ca", "", "PEM file of the CAs that may sign the brokers' certificates; empty: the system's roots")
+	str(&c.KafkaTLS.CertFile, "kafka.tls-cert", "", "PEM client certificate for Kafka, if the brokers require one (with -kafka.tls-key)")
+	str(&c.KafkaTLS.KeyFile, "kafka.tls-key", "", "PEM key of -kafka.tls-cert")
+	str(&c.KafkaTLS.ServerName, "kafka.tls-server-name", "", "name checked against the brokers' certificates; empty: the host of each broker dialled")
+	str(&c.KafkaSASLMechanism, "kafka.sasl-mechanism", "", "SASL mechanism: plain, scram-sha-256 or scram-sha-512; empty: no SASL")
+	str(&c.KafkaSASLUser, "kafka.sasl-user", "", "SASL user (with -kafka.sasl-mechanism)")
+	str(&c.KafkaSASLPassword, "kafka.sasl-password", "", "SASL password (no default; set it in the environment, not on a command line)")
 	num(&c.BrokerPort, "broker.port", 19092, "port of the embedded development broker")
 	str(&c.ClickHouseAddr, "clickhouse.addr", "127.0.0.1:19000", "ClickHouse native-protocol address")
 	str(&c.ClickHouseDatabase, "clickhouse.database", "jobpixel", "ClickHouse database")
@@ -318,5 +332,22 @@ func (c *Config) trustedProxies() ([]netip.Prefix, error) {
 }
 
 func (c *Config) brokers() []string { return list(c.KafkaBrokers) }
+
+// kafkaConn returns the connection settings of every Kafka client of the
+// process, as the -kafka.tls* and -kafka.sasl-* flags say. TLS or SASL
+// without -kafka.brokers is an error: the embedded development broker
+// speaks plain text only.
+func (c *Config) kafkaConn() (*kafkaconn.Conn, error) {
+	secured := c.KafkaTLS.Enabled() || c.KafkaSASLMechanism != "" || c.KafkaSASLUser != "" || c.KafkaSASLPassword != ""
+	if secured && len(c.brokers()) == 0 {
+		return nil, errors.New("kafka: -kafka.tls* and -kafka.sasl-* need -kafka.brokers (the embedded development broker speaks plain text)")
+	}
+	tc, err := c.KafkaTLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w (-kafka.tls-ca, -kafka.tls-cert, -kafka.tls-key)", err)
+	}
+	return kafkaconn.New(kafkaconn.Options{TLS: tc, SASLMechanism: c.KafkaSASLMechanism,
+		User: c.KafkaSASLUser, Password: c.KafkaSASLPassword})
+}
 
 func (c *Config) denyParams() []string { return list(c.DenyParams) }

@@ -101,6 +101,50 @@ func TestTruncationFlags(t *testing.T) {
 	}
 }
 
+// TestKafkaConnFlags: the -kafka.tls* and -kafka.sasl-* flags (and their
+// environment variables) build the Kafka connection, and each bad
+// combination is refused at start, naming the flag.
+func TestKafkaConnFlags(t *testing.T) {
+	certs := testenv.MakeCerts(t)
+	parse := func(args ...string) Config {
+		t.Helper()
+		var cfg Config
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		cfg.Register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	t.Setenv("JOBPIXEL_KAFKA_SASL_PASSWORD", "from-env")
+	cfg := parse("-kafka.brokers", "k:9093", "-kafka.tls-ca", certs.CA, "-kafka.sasl-mechanism", "scram-sha-512", "-kafka.sasl-user", "u")
+	if cfg.KafkaSASLPassword != "from-env" || !cfg.KafkaTLS.Enabled() {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+	if _, err := cfg.kafkaConn(); err != nil {
+		t.Fatalf("TLS + SCRAM-SHA-512: %v", err)
+	}
+	t.Setenv("JOBPIXEL_KAFKA_SASL_PASSWORD", "")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"TLS without brokers", []string{"-kafka.tls"}, "need -kafka.brokers"},
+		{"SASL without brokers", []string{"-kafka.sasl-mechanism", "plain", "-kafka.sasl-user", "u", "-kafka.sasl-password", "p"}, "need -kafka.brokers"},
+		{"unknown mechanism", []string{"-kafka.brokers", "k:9092", "-kafka.sasl-mechanism", "gssapi", "-kafka.sasl-user", "u", "-kafka.sasl-password", "p"}, "-kafka.sasl-mechanism"},
+		{"mechanism without a password", []string{"-kafka.brokers", "k:9092", "-kafka.sasl-mechanism", "plain", "-kafka.sasl-user", "u"}, "-kafka.sasl-password"},
+		{"user without a mechanism", []string{"-kafka.brokers", "k:9092", "-kafka.sasl-user", "u"}, "-kafka.sasl-mechanism"},
+		{"certificate without a key", []string{"-kafka.brokers", "k:9092", "-kafka.tls-cert", certs.Cert}, "-kafka.tls-key"},
+		{"missing CA file", []string{"-kafka.brokers", "k:9092", "-kafka.tls-ca", certs.CA + ".missing"}, "-kafka.tls-ca"},
+	} {
+		cfg := parse(c.args...)
+		if _, err := cfg.kafkaConn(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
 // TestMigrateCommand: `jobpixel migrate` applies every migration once and is
 // idempotent.
 func TestMigrateCommand(t *testing.T) {

@@ -44,7 +44,7 @@ func (a *App) startForward(brokers []string) error {
 	a.fwdCancel = cancel
 	for _, p := range []consent.Platform{consent.Google, consent.Meta, consent.LinkedIn} {
 		r, err := relay.New(relay.Config{
-			Brokers: brokers, Topic: a.cfg.KafkaTopic, Group: a.cfg.ForwardGroup + "-" + p.String(), Platform: p,
+			Brokers: brokers, Dialer: a.kafka.Dialer(), Topic: a.cfg.KafkaTopic, Group: a.cfg.ForwardGroup + "-" + p.String(), Platform: p,
 			Key: fwd.Key, Allow: fwd.Allow,
 			Refresh: a.cfg.ForwardRefresh, AudienceInterval: a.cfg.ForwardAudienceInterval,
 			MaxHold: a.cfg.ForwardMaxHold, StopGrace: a.cfg.ForwardStopGrace,

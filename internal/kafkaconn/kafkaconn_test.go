@@ -3,7 +3,6 @@ package kafkaconn_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -82,18 +81,6 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// downAddr returns a loopback address nothing listens on.
-func downAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // TestCheckExplains: each misconfiguration fails Check at once (no retry
 // loop) with the cause named, as Misconfigured; a broker that is down is
 // not Misconfigured, with or without TLS and SASL.
@@ -103,7 +90,7 @@ func TestCheckExplains(t *testing.T) {
 	otherTLS, _ := tlsconf.Options{CAFile: testenv.MakeCerts(t).CA}.Config()
 	saslTLS := broker(t, &certs, "SCRAM-SHA-256", "jobpixel", "right")
 	plainBroker := broker(t, nil, "", "", "")
-	down := downAddr(t)
+	down := testenv.DownAddr(t)
 	for _, c := range []struct {
 		name, addr    string
 		o             kafkaconn.Options
