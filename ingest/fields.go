@@ -3,6 +3,8 @@ package ingest
 import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
+
+	"github.com/jobpixel/jobpixel/schemas"
 )
 
 // scope is where a field sits in a POST /e body.
@@ -82,7 +84,7 @@ var hitFields = [numFields]hitField{
 		doc: "referrer"},
 	fVacancy: {query: []string{"v"}, json: []string{"v"}, in: inBodyOrEvent, max: 256,
 		doc: "vacancy id"},
-	fEID: {query: []string{"eid"}, json: []string{"eid"}, in: inEvent, max: 128,
+	fEID: {query: []string{"eid"}, json: []string{"eid"}, in: inEvent, max: schemas.MaxClientEventIDLen,
 		doc: "client event id (optional; dedup and the platforms' dedup keys)"},
 	fEmail: {query: []string{"em"}, json: []string{"em"}, in: inBodyOrEvent, max: maxFieldLen,
 		doc: "e-mail address (hashed at the edge, only with ad consent; never stored)"},

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -142,13 +141,5 @@ func partitionKey(h *schemas.Hit) [16]byte {
 	if len(h.ClientEventID) == 0 {
 		return h.ID
 	}
-	const domain = "jobpixel eid key\x00"
-	var buf [len(domain) + 64 + 1 + 128]byte // campaign and eid limits (fields.go)
-	n := copy(buf[:], domain)
-	n += copy(buf[n:], h.Campaign)
-	buf[n] = 0
-	n++
-	n += copy(buf[n:], h.ClientEventID)
-	sum := sha256.Sum256(buf[:n])
-	return [16]byte(sum[:16])
+	return schemas.ClientEventKey(h.Campaign, h.ClientEventID)
 }

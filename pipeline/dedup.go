@@ -1,20 +1,5 @@
 package pipeline
 
-import "crypto/sha256"
-
-// clientKey maps a page's (campaign, client event id) to a set key. The
-// domain prefix keeps it apart from server event ids.
-func clientKey(campaign, eid []byte) [16]byte {
-	h := sha256.New()
-	h.Write([]byte("jobpixel client event\x00"))
-	h.Write(campaign)
-	h.Write([]byte{0})
-	h.Write(eid)
-	var k [16]byte
-	copy(k[:], h.Sum(nil))
-	return k
-}
-
 // idSet is a bounded set of recently seen event ids: inserting beyond its
 // capacity evicts the oldest. It is not safe for concurrent use.
 type idSet struct {

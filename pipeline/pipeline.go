@@ -162,7 +162,7 @@ func (p *Pipeline) loadWindow(ctx context.Context, st *partition) bool {
 		st.seen.add(eid)
 	}
 	for _, ce := range st.window.ClientEvents {
-		st.seen.add(clientKey([]byte(ce.Campaign), []byte(ce.EventID)))
+		st.seen.add(schemas.ClientEventKey([]byte(ce.Campaign), []byte(ce.EventID)))
 	}
 	return true
 }
@@ -192,7 +192,7 @@ func (p *Pipeline) take(st *partition, msg *kafka.Message) {
 	if len(h.ClientEventID) > 0 {
 		// A page that sent the same event twice (a retried beacon, a
 		// retried batch): the same visitor lands on the same partition.
-		k := clientKey(h.Campaign, h.ClientEventID)
+		k := schemas.ClientEventKey(h.Campaign, h.ClientEventID)
 		if st.seen.has(k) {
 			p.m.skipped.WithLabelValues("duplicate_client_event_id").Inc()
 			return

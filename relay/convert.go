@@ -2,7 +2,6 @@ package relay
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -28,21 +27,7 @@ func dedupID(h *schemas.Hit) [16]byte {
 	if len(h.ClientEventID) == 0 {
 		return h.ID
 	}
-	return ConversionKey(h.Campaign, h.ClientEventID)
-}
-
-// ConversionKey is the dedup key of the conversions of a hit with client
-// event id eid in campaign: the first 16 bytes of SHA-256 over a domain
-// prefix, the campaign, a zero byte and eid. Platforms see it hex-encoded.
-func ConversionKey(campaign, eid []byte) [16]byte {
-	s := sha256.New()
-	s.Write([]byte("jobpixel conversion\x00"))
-	s.Write(campaign)
-	s.Write([]byte{0})
-	s.Write(eid)
-	var id [16]byte
-	copy(id[:], s.Sum(nil))
-	return id
+	return schemas.ClientEventKey(h.Campaign, h.ClientEventID)
 }
 
 // conversion builds what target t needs from hit h, and nothing more. ok

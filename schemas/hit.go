@@ -6,6 +6,7 @@
 package schemas
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -199,4 +200,30 @@ func (h *Hit) Decode(b []byte) error {
 	}
 	// Bytes left over belong to fields of a newer version: ignored.
 	return nil
+}
+
+// Client event ids are bounded at ingest: a campaign id has at most
+// MaxCampaignLen bytes, a client event id MaxClientEventIDLen.
+const (
+	MaxCampaignLen      = 64
+	MaxClientEventIDLen = 128
+)
+
+// ClientEventKey is the key of a page's event (campaign, client event id):
+// the first 16 bytes of SHA-256 over a domain prefix, the campaign, a zero
+// byte and the id. Every copy of a retried event has the same key, so it is
+// what ingest partitions such hits by (when they have no visitor hash),
+// what the pipeline drops repeats by, and the dedup key the platforms
+// receive. Longer inputs than the ingest bounds are cut at them. It does
+// not allocate.
+func ClientEventKey(campaign, eid []byte) [16]byte {
+	const domain = "jobpixel client event\x00"
+	var buf [len(domain) + MaxCampaignLen + 1 + MaxClientEventIDLen]byte
+	n := copy(buf[:], domain)
+	n += copy(buf[n:n+MaxCampaignLen], campaign)
+	buf[n] = 0
+	n++
+	n += copy(buf[n:], eid)
+	sum := sha256.Sum256(buf[:n])
+	return [16]byte(sum[:16])
 }

@@ -156,3 +156,19 @@ func TestMigrations(t *testing.T) {
 		}
 	}
 }
+
+func TestClientEventKey(t *testing.T) {
+	a := ClientEventKey([]byte("cmp_1"), []byte("eid-1"))
+	if a != ClientEventKey([]byte("cmp_1"), []byte("eid-1")) {
+		t.Fatal("not deterministic")
+	}
+	for _, other := range [][2]string{{"cmp_2", "eid-1"}, {"cmp_1", "eid-2"}, {"cmp_1e", "id-1"}, {"cmp_", "1eid-1"}} {
+		if ClientEventKey([]byte(other[0]), []byte(other[1])) == a {
+			t.Errorf("%q collides with cmp_1/eid-1", other)
+		}
+	}
+	long := make([]byte, MaxClientEventIDLen)
+	if n := testing.AllocsPerRun(100, func() { ClientEventKey([]byte("cmp_1"), long) }); n != 0 {
+		t.Errorf("allocates %v times", n)
+	}
+}

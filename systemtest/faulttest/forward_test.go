@@ -23,7 +23,7 @@ import (
 	"github.com/jobpixel/jobpixel/forward/meta/metatest"
 	"github.com/jobpixel/jobpixel/instruction"
 	"github.com/jobpixel/jobpixel/internal/store"
-	"github.com/jobpixel/jobpixel/relay"
+	"github.com/jobpixel/jobpixel/schemas"
 )
 
 // metaTap sits in front of the fake Meta (in this process). It remembers
@@ -446,7 +446,7 @@ func TestForwarderKilled(t *testing.T) {
 		for _, r := range rows {
 			id := r.ID
 			if r.EID != "" {
-				k := relay.ConversionKey([]byte(e.campaign), []byte(r.EID))
+				k := schemas.ClientEventKey([]byte(e.campaign), []byte(r.EID))
 				id = hex.EncodeToString(k[:])
 			}
 			eventIDs[id] = r.EID
