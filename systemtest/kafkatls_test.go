@@ -36,7 +36,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	t.Cleanup(meta.Close)
 
 	cfg := app.Config{
-		Roles: "ingest,pipeline,api,forward", DataDir: t.TempDir(),
+		Roles: "ingest,pipeline,api", DataDir: t.TempDir(),
 		IngestAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
 		TrustedProxies: "127.0.0.1/32", QueueSize: 10000, MaxBodyBytes: 64 << 10,
 		KafkaBrokers: broker, KafkaTopic: "hits", KafkaPartitions: 3, KafkaGroup: "pipe",
@@ -92,6 +92,12 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	if code, body := api.do("POST", "/api/v1/campaigns/"+camp.ID+"/instructions", instr); code != 201 {
 		t.Fatalf("instruction: %d %s", code, body)
 	}
+	// The forward role reads the instructions before it consumes: started
+	// now, it knows this one for the first hit (one already running learns
+	// of it within -forward.refresh; hits before that are not forwarded).
+	fwd := cfg
+	fwd.Roles, fwd.DataDir = "forward", t.TempDir()
+	runApp(t, fwd)
 
 	const n = 10
 	for i := range n {
