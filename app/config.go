@@ -61,6 +61,7 @@ type Config struct {
 	ClickHouseDatabase string
 	ClickHouseUser     string
 	ClickHousePassword string
+	ClickHouseCluster  string
 	ClickHouseTLS      tlsconf.Options
 	LogFormat          string
 	LogLevel           string
@@ -160,6 +161,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	str(&c.ClickHouseDatabase, "clickhouse.database", "jobpixel", "ClickHouse database")
 	str(&c.ClickHouseUser, "clickhouse.user", "default", "ClickHouse user")
 	str(&c.ClickHousePassword, "clickhouse.password", "", "ClickHouse password (no default)")
+	str(&c.ClickHouseCluster, "clickhouse.cluster", "", "ClickHouse cluster (a name in the servers' remote_servers) the schema is created on: replicated tables, ON CLUSTER DDL, traffic tables sharded by campaign behind Distributed tables (see README, Beyond one machine); empty: a single server")
 	boolean(&c.ClickHouseTLS.Enable, "clickhouse.tls", false, "connect to ClickHouse with TLS (its secure native port, usually 9440); implied by any -clickhouse.tls-* flag")
 	str(&c.ClickHouseTLS.CAFile, "clickhouse.tls-ca", "", "PEM file of the CAs that may sign ClickHouse's certificate; empty: the system's roots")
 	str(&c.ClickHouseTLS.CertFile, "clickhouse.tls-cert", "", "PEM client certificate for ClickHouse, if it requires one (with -clickhouse.tls-key)")
@@ -240,7 +242,7 @@ func (c *Config) storeConfig() (store.Config, error) {
 		return store.Config{}, fmt.Errorf("clickhouse: %w", err)
 	}
 	return store.Config{Addr: c.ClickHouseAddr, Database: c.ClickHouseDatabase,
-		User: c.ClickHouseUser, Password: c.ClickHousePassword, TLS: tc}, nil
+		User: c.ClickHouseUser, Password: c.ClickHousePassword, TLS: tc, Cluster: c.ClickHouseCluster}, nil
 }
 
 // clickhouseHint adds to a failed connection the flags that usually fix it.

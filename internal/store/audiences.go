@@ -208,7 +208,7 @@ func (s *Store) AudienceCampaigns(ctx context.Context, platform string) ([]strin
 // under instruction versions up to version (an asynchronous mutation):
 // after a revocation they may no longer be used.
 func (s *Store) DeleteAudienceFacts(ctx context.Context, platform, campaignID string, version uint32) error {
-	if err := s.conn.Exec(ctx, `ALTER TABLE audience_facts DELETE WHERE platform = ? AND campaign_id = ? AND instruction_version <= ?`,
+	if err := s.deleteWhere(ctx, "audience_facts", "platform = ? AND campaign_id = ? AND instruction_version <= ?",
 		platform, campaignID, version); err != nil {
 		return fmt.Errorf("store: delete audience facts of %s: %w", campaignID, err)
 	}

@@ -38,6 +38,8 @@ import (
 // (Exec, Select, Query, PrepareBatch…, directly or through a helper that
 // passes its query on) is a site, and a site the scenario never reached
 // fails the test, so a new statement is covered once the scenario calls it.
+// Statements sent only on a cluster are reached by clusterCalls and parsed,
+// not run, on the current engine.
 func TestCurrentClickHouse(t *testing.T) {
 	engine := testenv.CurrentEngine(t)
 	sites := storeSites(t)
@@ -83,6 +85,7 @@ func TestCurrentClickHouse(t *testing.T) {
 	t.Logf("%d statements from %d sites (%d queries, %d rows on 18.16) on ClickHouse %s in %s",
 		len(stmts), len(sites.calls), queries, rows, version, time.Since(start).Round(time.Millisecond))
 
+	calls = append(calls, clusterCalls(t, engine, sites)...)
 	reached := map[*site]bool{}
 	for _, c := range calls {
 		reached[c.site] = true
@@ -112,6 +115,49 @@ func TestCurrentClickHouse(t *testing.T) {
 			}
 		}
 	}
+}
+
+// clusterCalls sends what the store sends only on a cluster
+// (Config.Cluster): the database created ON CLUSTER, the migrations in
+// their cluster form and an erasure on every shard, on the local 18.16
+// cluster (testenv.ClusterEnv). The current engine has no cluster and no
+// ZooKeeper to run them on, so it parses each one (formatQuery): their
+// syntax must be current ClickHouse's too. It returns the calls, for the
+// sites they reach.
+func clusterCalls(t *testing.T, engine *testenv.Engine, sites *siteIndex) []*call {
+	t.Helper()
+	rec := &recorder{sites: sites}
+	restore := store.SetOpenConn(rec.open)
+	st := testenv.ClusterEnv(t).Store(t)
+	err := st.EraseCampaign(context.Background(), "client:scenario", "cl_cluster", "cmp_cluster")
+	restore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := rec.done()
+	var stmts []testenv.Statement
+	var sent []*call
+	for _, c := range calls {
+		sql, err := c.statement()
+		if err != nil || c.err != nil {
+			t.Errorf("%s: on the 18.16 cluster: %v %v\n%s", c.where(), err, c.err, c.sql)
+			continue
+		}
+		if sql == "" {
+			continue
+		}
+		lit := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(sql)
+		stmts = append(stmts, testenv.Statement{SQL: "SELECT formatQuery('" + lit + "')"})
+		sent = append(sent, c)
+	}
+	version, outcomes := engine.Run(t, stmts)
+	for i, o := range outcomes {
+		if o.Error != "" {
+			t.Errorf("%s: does not parse on ClickHouse %s: %s\n%s", sent[i].where(), version, o.Error, sent[i].sql)
+		}
+	}
+	t.Logf("%d cluster statements parsed on ClickHouse %s", len(stmts), version)
+	return calls
 }
 
 // scenario calls every statement of the store on st, with data that makes

@@ -101,7 +101,7 @@ func (s *Store) AddInstruction(ctx context.Context, in Instruction, seal func(ve
 		return in, fmt.Errorf("store: add instruction: check: %w", err)
 	}
 	if len(ids) > 1 && ids[0].ID != in.ID {
-		if err := s.conn.Exec(ctx, `ALTER TABLE forward_instructions DELETE WHERE id = ?`, in.ID); err != nil {
+		if err := s.deleteWhere(ctx, "forward_instructions", "id = ?", in.ID); err != nil {
 			return in, fmt.Errorf("store: add instruction: withdraw conflicting version: %w", err)
 		}
 		return in, ErrConflict

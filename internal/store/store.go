@@ -41,6 +41,11 @@ type Config struct {
 	// statement connects. It is for a process that must start while
 	// ClickHouse is down (ingest alone, serving its campaign snapshot).
 	Lazy bool
+	// Cluster, when set, names the server's cluster (remote_servers) the
+	// schema lives on: the database and tables are created ON CLUSTER,
+	// replicated and, for the tables that grow with traffic, sharded (see
+	// shardedTables). Empty is a single server.
+	Cluster string
 }
 
 // Store is a connection pool to one ClickHouse database. It is safe for
@@ -48,13 +53,16 @@ type Config struct {
 type Store struct {
 	conn driver.Conn
 	db   string
+	cfg  Config // what Open was given (Cluster, and connections to other nodes)
 }
 
 // openConn opens a connection pool. Tests replace it (export_test.go) to
 // record every statement the store sends.
 var openConn = clickhouse.Open
 
-var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+// identifier is what a database or cluster name may be: both are written
+// into SQL.
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 // Open connects to ClickHouse, creating the database if needed. It does not
 // apply migrations; call Migrate.
@@ -62,8 +70,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Database == "" {
 		cfg.Database = "jobpixel"
 	}
-	if !dbName.MatchString(cfg.Database) {
+	if !identifier.MatchString(cfg.Database) {
 		return nil, fmt.Errorf("store: invalid database name %q", cfg.Database)
+	}
+	if cfg.Cluster != "" && !identifier.MatchString(cfg.Cluster) {
+		return nil, fmt.Errorf("store: invalid cluster name %q", cfg.Cluster)
 	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 5 * time.Second
@@ -71,36 +82,22 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.ReadTimeout == 0 {
 		cfg.ReadTimeout = 60 * time.Second
 	}
-	open := func(db string) (driver.Conn, error) {
-		return openConn(&clickhouse.Options{
-			Addr:         []string{cfg.Addr},
-			Auth:         clickhouse.Auth{Database: db, Username: cfg.User, Password: cfg.Password},
-			TLS:          cfg.TLS,
-			DialTimeout:  cfg.DialTimeout,
-			ReadTimeout:  cfg.ReadTimeout,
-			MaxOpenConns: 16,
-			MaxIdleConns: 8,
-			// The driver warns about every connection to an old server; our
-			// own logs say what matters.
-			Logger: slog.New(slog.DiscardHandler),
-		})
-	}
 	if cfg.Lazy {
-		conn, err := open(cfg.Database)
+		conn, err := dial(cfg, cfg.Addr, cfg.Database)
 		if err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", cfg.Addr, err)
 		}
-		return &Store{conn: conn, db: cfg.Database}, nil
+		return &Store{conn: conn, db: cfg.Database, cfg: cfg}, nil
 	}
-	boot, err := open("default")
+	boot, err := dial(cfg, cfg.Addr, "default")
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Addr, err)
 	}
 	defer boot.Close()
-	if err := boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database); err != nil {
-		return nil, fmt.Errorf("store: create database %s on %s: %w", cfg.Database, cfg.Addr, err)
+	if err := createDatabase(ctx, boot, cfg); err != nil {
+		return nil, err
 	}
-	conn, err := open(cfg.Database)
+	conn, err := dial(cfg, cfg.Addr, cfg.Database)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Addr, err)
 	}
@@ -108,7 +105,61 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		conn.Close()
 		return nil, fmt.Errorf("store: ping %s: %w", cfg.Addr, err)
 	}
-	return &Store{conn: conn, db: cfg.Database}, nil
+	return &Store{conn: conn, db: cfg.Database, cfg: cfg}, nil
+}
+
+// dial opens a connection pool to the server at addr, database db, with
+// cfg's credentials, TLS and time-outs.
+func dial(cfg Config, addr, db string) (driver.Conn, error) {
+	var settings clickhouse.Settings
+	if cfg.Cluster != "" {
+		// An insert into a Distributed table returns once every shard has
+		// its rows, not when they are queued on this node.
+		settings = clickhouse.Settings{"insert_distributed_sync": 1}
+	}
+	return openConn(&clickhouse.Options{
+		Settings:     settings,
+		Addr:         []string{addr},
+		Auth:         clickhouse.Auth{Database: db, Username: cfg.User, Password: cfg.Password},
+		TLS:          cfg.TLS,
+		DialTimeout:  cfg.DialTimeout,
+		ReadTimeout:  cfg.ReadTimeout,
+		MaxOpenConns: 16,
+		MaxIdleConns: 8,
+		// The driver warns about every connection to an old server; our
+		// own logs say what matters.
+		Logger: slog.New(slog.DiscardHandler),
+	})
+}
+
+// createDatabase creates cfg.Database; on a cluster ON CLUSTER, and only
+// when this node lacks it (ON CLUSTER waits for every node, so a process
+// restarting while one is down is not held up by a database that exists).
+func createDatabase(ctx context.Context, conn driver.Conn, cfg Config) error {
+	if cfg.Cluster == "" {
+		if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database); err != nil {
+			return fmt.Errorf("store: create database %s on %s: %w", cfg.Database, cfg.Addr, err)
+		}
+		return nil
+	}
+	var n []struct {
+		Nodes uint64 `ch:"nodes"`
+		DB    uint64 `ch:"db"`
+	}
+	if err := conn.Select(ctx, &n, `SELECT (SELECT count() FROM system.clusters WHERE cluster = ?) AS nodes,
+		(SELECT count() FROM system.databases WHERE name = ?) AS db`, cfg.Cluster, cfg.Database); err != nil {
+		return fmt.Errorf("store: cluster %s on %s: %w", cfg.Cluster, cfg.Addr, err)
+	}
+	if len(n) != 1 || n[0].Nodes == 0 {
+		return fmt.Errorf("store: %s has no cluster %q in its remote_servers", cfg.Addr, cfg.Cluster)
+	}
+	if n[0].DB > 0 {
+		return nil
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database+" ON CLUSTER "+cfg.Cluster); err != nil {
+		return fmt.Errorf("store: create database %s on cluster %s: %w", cfg.Database, cfg.Cluster, err)
+	}
+	return nil
 }
 
 // Close closes the pool.
@@ -121,13 +172,23 @@ func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 func (s *Store) Conn() driver.Conn { return s.conn }
 
 // Migrate applies every migration newer than the recorded schema version.
-// Statements are idempotent, so concurrent or interrupted runs are safe.
+// Statements are idempotent, so concurrent or interrupted runs are safe. On
+// a cluster each statement is created ON CLUSTER in its replicated form
+// (clusterDDL), which waits for every node.
 func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 	const ddl = `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version UInt32, name String, applied_at DateTime
 	) ENGINE = ReplacingMergeTree ORDER BY version`
-	if err := s.conn.Exec(ctx, ddl); err != nil {
+	var exists []struct {
+		N uint64 `ch:"n"`
+	}
+	if err := s.conn.Select(ctx, &exists, "SELECT count() AS n FROM system.tables WHERE database = ? AND name = 'schema_migrations'", s.db); err != nil {
 		return nil, fmt.Errorf("store: migrate: %w", err)
+	}
+	if len(exists) == 1 && exists[0].N == 0 {
+		if err := s.ddl(ctx, ddl); err != nil {
+			return nil, fmt.Errorf("store: migrate: %w", err)
+		}
 	}
 	done := map[int]bool{}
 	rows, err := s.conn.Query(ctx, "SELECT DISTINCT version FROM schema_migrations")
@@ -152,7 +213,7 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := s.conn.Exec(ctx, stmt); err != nil {
+			if err := s.ddl(ctx, stmt); err != nil {
 				return applied, fmt.Errorf("store: migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}

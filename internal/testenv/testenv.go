@@ -71,31 +71,47 @@ func ClickHouseAddr(t testing.TB) string {
 // when the test ends.
 func Store(t testing.TB) *store.Store {
 	t.Helper()
+	return freshStore(t, store.Config{Addr: ClickHouseAddr(t)})
+}
+
+// freshStore opens cfg with a fresh database, migrates it and drops it
+// (ON CLUSTER cfg.Cluster, if set) when the test ends.
+func freshStore(t testing.TB, cfg store.Config) *store.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	db := "test_" + hex.EncodeToString(b[:])
-	st, err := store.Open(ctx, store.Config{Addr: ClickHouseAddr(t), Database: db})
+	cfg.Database = "test_" + hex.EncodeToString(b[:])
+	st, err := store.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
+	drop := "DROP DATABASE IF EXISTS " + cfg.Database
+	if cfg.Cluster != "" {
+		drop += " ON CLUSTER " + cfg.Cluster
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = st.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+		_ = st.Conn().Exec(ctx, drop)
 		st.Close()
 	})
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return st
 }
 
 // Database returns the name of a fresh database for tests that open their
 // own connections (e.g. through the app); it is dropped at the end.
 func Database(t testing.TB) string {
-	st := Store(t)
+	t.Helper()
+	return databaseOf(t, Store(t))
+}
+
+func databaseOf(t testing.TB, st *store.Store) string {
+	t.Helper()
 	var rows []struct {
 		DB string `ch:"db"`
 	}
