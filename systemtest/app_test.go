@@ -29,13 +29,19 @@ func startApp(t *testing.T, mod func(*app.Config)) *app.App {
 // startAppLog is startApp with the app logging to log.
 func startAppLog(t *testing.T, mod func(*app.Config), log *slog.Logger) *app.App {
 	t.Helper()
-	db := testenv.Database(t)
+	return startAppOn(t, testenv.ClickHouseAddr(t), testenv.Database(t), mod, log)
+}
+
+// startAppOn is startAppLog with database db on the ClickHouse server at
+// chAddr.
+func startAppOn(t *testing.T, chAddr, db string, mod func(*app.Config), log *slog.Logger) *app.App {
+	t.Helper()
 	cfg := app.Config{
 		Roles: "ingest,pipeline,api", DataDir: t.TempDir(),
 		IngestAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
 		TrustedProxies: "127.0.0.1/32", QueueSize: 10000, MaxBodyBytes: 64 << 10,
 		KafkaBrokers: testenv.Broker(t, "hits", 3), KafkaTopic: "hits", KafkaPartitions: 3,
-		KafkaGroup: "pipe", ClickHouseAddr: testenv.ClickHouseAddr(t), ClickHouseDatabase: db,
+		KafkaGroup: "pipe", ClickHouseAddr: chAddr, ClickHouseDatabase: db,
 		BatchSize: 1000, FlushInterval: 100 * time.Millisecond, ShutdownTimeout: 20 * time.Second,
 	}
 	if mod != nil {
