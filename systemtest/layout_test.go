@@ -51,6 +51,9 @@ var floors = map[string]struct {
 	"forward/internal/fakeclock": {testOnly, "test"}, "forward/internal/golden": {testOnly, "test"},
 	"internal/testenv": {testOnly, "test"}, "internal/testenv/chdbexec": {testOnly, "test"},
 	"systemtest": {testOnly, "systemtest"}, "systemtest/faulttest": {testOnly, "systemtest"},
+	// The deploy files' test (deploy/ holds no Go code): it reads the flags
+	// from app, as the system tests do.
+	"deploy": {testOnly, "systemtest"},
 }
 
 const testOnly = 100
