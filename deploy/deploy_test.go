@@ -1,5 +1,5 @@
-// Package deploy_test holds the deploy files next to it (systemd/) to the
-// code: every file parses strictly; every flag and
+// Package deploy_test holds the deploy files next to it (systemd/ and
+// kubernetes/) to the code: every file parses strictly; every flag and
 // environment variable a file names is one app.Config registers, with a
 // value it accepts; and the files fit together: each process runs its
 // role, probes ask the ops listener, the ops port stays private, the
@@ -30,8 +30,8 @@ import (
 	"github.com/jobpixel/jobpixel/app"
 )
 
-// roles are the roles of `jobpixel serve -roles`; each gets a unit of its
-// own.
+// roles are the roles of `jobpixel serve -roles`; each gets a unit and a
+// Deployment of its own.
 var roles = []string{"ingest", "pipeline", "forward", "api"}
 
 // usageEnv is how app.Config.Register ends every flag's help text: the
@@ -136,11 +136,11 @@ func within(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
 }
 
-// deployFiles returns every file under systemd/.
+// deployFiles returns every file under systemd/ and kubernetes/.
 func deployFiles(t *testing.T) []string {
 	t.Helper()
 	var files []string
-	for _, dir := range []string{"systemd"} {
+	for _, dir := range []string{"systemd", "kubernetes"} {
 		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				files = append(files, path)
@@ -463,6 +463,12 @@ func TestCheckersRefuse(t *testing.T) {
 		{"a quoted environment file value", func() error {
 			_, err := parseEnvFile([]byte("JOBPIXEL_ROLES=\"api\"\n"))
 			return err
+		}()},
+		{"a misspelt manifest field", func() error {
+			return newManifests().add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {selecter: {a: b}}\n"))
+		}()},
+		{"a kind of the wrong version", func() error {
+			return newManifests().add([]byte("apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: x}\n"))
 		}()},
 	} {
 		if tc.err == nil {
