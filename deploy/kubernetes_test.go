@@ -365,7 +365,8 @@ func decodeInto[T any](doc, name string, into map[string]T) error {
 // ROLE` with flags and environment that exist, configured from the
 // ConfigMap and Secret; probes on the ops listener (/readyz, /healthz),
 // which listens on the pod's address and no Service exposes; non-root, a
-// read-only root file system, resources; the ingest spool on a volume; a
+// read-only root file system, resources; the ingest data directory and
+// spool on a volume; the real Kafka cluster; a
 // grace period longer than the shutdown timeout and a drain delay where
 // traffic comes in; Services for ingest and api only, an HPA for ingest, a
 // PodDisruptionBudget per Deployment.
@@ -478,9 +479,7 @@ func (m *manifests) checkDeployment(d deployment, role string) (listeners, error
 	if err != nil {
 		return listeners{}, errors.Join(append(errs, err)...)
 	}
-	if cfg.Roles != role {
-		errs = append(errs, fmt.Errorf("runs -roles %q, want %q", cfg.Roles, role))
-	}
+	errs = append(errs, checkRole(cfg, role))
 
 	host, ops, err := port(cfg.OpsAddr)
 	if err != nil || host != "" {
@@ -535,16 +534,18 @@ func (m *manifests) checkDeployment(d deployment, role string) (listeners, error
 	}
 
 	if role == "ingest" {
-		ok := false
-		for _, vm := range c.VolumeMounts {
-			for _, v := range pod.Volumes {
-				if v.Name == vm.Name && (v.EmptyDir != nil || v.PersistentVolumeClaim != nil) && within(spoolDir(cfg), vm.MountPath) {
-					ok = true
+		for _, path := range ingestState(cfg) {
+			ok := false
+			for _, vm := range c.VolumeMounts {
+				for _, v := range pod.Volumes {
+					if v.Name == vm.Name && (v.EmptyDir != nil || v.PersistentVolumeClaim != nil) && within(path, vm.MountPath) {
+						ok = true
+					}
 				}
 			}
-		}
-		if !ok {
-			errs = append(errs, fmt.Errorf("the spool (%s) is on no emptyDir or persistentVolumeClaim mount: the root file system is read-only", spoolDir(cfg)))
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s is on no emptyDir or persistentVolumeClaim mount: the root file system is read-only", path))
+			}
 		}
 	}
 	return listeners{ops, listen}, errors.Join(errs...)
