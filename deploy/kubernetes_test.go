@@ -244,10 +244,24 @@ type manifests struct {
 	secrets     map[string]secret
 }
 
-// apiVersions is the API version of each kind the manifests may hold.
-var apiVersions = map[string]string{"Deployment": "apps/v1", "Service": "v1",
-	"HorizontalPodAutoscaler": "autoscaling/v2", "PodDisruptionBudget": "policy/v1",
-	"ConfigMap": "v1", "Secret": "v1"}
+// kind is a kind of object the manifests may hold: its API version, and
+// where a document of it is decoded to.
+type kind struct {
+	apiVersion string
+	decode     func(doc, name string) error
+}
+
+// kinds are the kinds m holds.
+func (m *manifests) kinds() map[string]kind {
+	return map[string]kind{
+		"Deployment":              {"apps/v1", func(d, n string) error { return decodeInto(d, n, m.deployments) }},
+		"Service":                 {"v1", func(d, n string) error { return decodeInto(d, n, m.services) }},
+		"HorizontalPodAutoscaler": {"autoscaling/v2", func(d, n string) error { return decodeInto(d, n, m.autoscalers) }},
+		"PodDisruptionBudget":     {"policy/v1", func(d, n string) error { return decodeInto(d, n, m.budgets) }},
+		"ConfigMap":               {"v1", func(d, n string) error { return decodeInto(d, n, m.configMaps) }},
+		"Secret":                  {"v1", func(d, n string) error { return decodeInto(d, n, m.secrets) }},
+	}
+}
 
 func newManifests() *manifests {
 	return &manifests{deployments: map[string]deployment{}, services: map[string]service{},
@@ -315,28 +329,14 @@ func (m *manifests) addDocument(doc string, line int) error {
 	if err := node.Decode(&head); err != nil {
 		return err
 	}
-	if want, ok := apiVersions[head.Kind]; !ok || head.APIVersion != want {
-		return fmt.Errorf("line %d: %s %s: want one of the kinds and versions %v", line, head.APIVersion, head.Kind, apiVersions)
+	k, ok := m.kinds()[head.Kind]
+	if !ok || head.APIVersion != k.apiVersion {
+		return fmt.Errorf("line %d: %s %s: want a Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget, ConfigMap or Secret of its current API version", line, head.APIVersion, head.Kind)
 	}
 	if head.Metadata.Name == "" {
 		return fmt.Errorf("line %d: %s without metadata.name", line, head.Kind)
 	}
-	var err error
-	switch head.Kind {
-	case "Deployment":
-		err = decodeInto(doc, head.Metadata.Name, m.deployments)
-	case "Service":
-		err = decodeInto(doc, head.Metadata.Name, m.services)
-	case "HorizontalPodAutoscaler":
-		err = decodeInto(doc, head.Metadata.Name, m.autoscalers)
-	case "PodDisruptionBudget":
-		err = decodeInto(doc, head.Metadata.Name, m.budgets)
-	case "ConfigMap":
-		err = decodeInto(doc, head.Metadata.Name, m.configMaps)
-	case "Secret":
-		err = decodeInto(doc, head.Metadata.Name, m.secrets)
-	}
-	if err != nil {
+	if err := k.decode(doc, head.Metadata.Name); err != nil {
 		return fmt.Errorf("%s %s: %w", head.Kind, head.Metadata.Name, err)
 	}
 	return nil
