@@ -363,12 +363,12 @@ func decodeInto[T any](doc, name string, into map[string]T) error {
 
 // TestKubernetes: a Deployment per role running `jobpixel serve -roles
 // ROLE` with flags and environment that exist, configured from the
-// ConfigMap and Secret; probes on the ops listener (/readyz, /healthz),
-// which listens on the pod's address and no Service exposes; non-root, a
-// read-only root file system, resources; the ingest data directory and
-// spool on a volume; the real Kafka cluster; a
-// grace period longer than the shutdown timeout and a drain delay where
-// traffic comes in; Services for ingest and api only, an HPA for ingest, a
+// ConfigMap and Secret, with the real Kafka cluster; probes on the ops
+// listener (/readyz, /healthz), which listens on the pod's address and no
+// Service exposes; non-root, a read-only root file system, resources;
+// ingest's data directory and spool on a volume; a grace period longer
+// than the shutdown timeout and a drain delay where traffic comes in;
+// Services for ingest and api only, an HPA for ingest, a
 // PodDisruptionBudget per Deployment.
 func TestKubernetes(t *testing.T) {
 	isolateEnv(t)
@@ -419,7 +419,7 @@ func TestKubernetes(t *testing.T) {
 		case !cpu:
 			t.Errorf("HorizontalPodAutoscaler %s: no CPU utilisation target", name)
 		case h.Spec.MinReplicas < 2 || h.Spec.MaxReplicas < h.Spec.MinReplicas:
-			t.Errorf("HorizontalPodAutoscaler %s: replicas %d to %d, want at least 2 (a PodDisruptionBudget of 1 replica blocks every drain)", name, h.Spec.MinReplicas, h.Spec.MaxReplicas)
+			t.Errorf("HorizontalPodAutoscaler %s: replicas %d to %d, want at least 2 (with one, a node drain or a crash stops ingest)", name, h.Spec.MinReplicas, h.Spec.MaxReplicas)
 		}
 		scaled[ref.Name] = true
 	}
