@@ -51,6 +51,22 @@ func run(path string) error {
 	if path == "" {
 		return fmt.Errorf("-path is required")
 	}
+	// Every statement is read before the session opens: chDB reads from a
+	// piped stdin itself, and input longer than the 64 KiB pipe buffer lost
+	// bytes of a statement when read while it ran.
+	var stmts []statement
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	for in.Scan() {
+		var st statement
+		if err := json.Unmarshal(in.Bytes(), &st); err != nil {
+			return fmt.Errorf("read statement %d: %w", len(stmts)+1, err)
+		}
+		stmts = append(stmts, st)
+	}
+	if err := in.Err(); err != nil {
+		return fmt.Errorf("read statements: %w", err)
+	}
 	conn, err := chdb.NewConnectionFromConnString("file:" + path + "?mutations_sync=1")
 	if err != nil {
 		return fmt.Errorf("open session in %s: %w", path, err)
@@ -64,14 +80,8 @@ func run(path string) error {
 	if err := out.Encode(map[string]string{"version": strings.TrimSpace(version)}); err != nil {
 		return err
 	}
-	in := bufio.NewScanner(os.Stdin)
-	in.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	current := ""
-	for in.Scan() {
-		var st statement
-		if err := json.Unmarshal(in.Bytes(), &st); err != nil {
-			return fmt.Errorf("read statement: %w", err)
-		}
+	for _, st := range stmts {
 		var o outcome
 		db := st.DB
 		if db == "" {
@@ -95,7 +105,7 @@ func run(path string) error {
 			return err
 		}
 	}
-	return in.Err()
+	return nil
 }
 
 // query runs sql and returns its result as TabSeparated text (one line a
