@@ -218,6 +218,7 @@ func (p *Pipeline) row(h *schemas.Hit, msg *kafka.Message) store.Event {
 		URL:            string(h.URL),
 		Referrer:       string(h.Referrer),
 		Source:         Source(h.UTMSource, h.URL, h.Referrer),
+		Channel:        Channel(h),
 		UTMSource:      string(h.UTMSource),
 		UTMMedium:      string(h.UTMMedium),
 		UTMCampaign:    string(h.UTMCampaign),

@@ -43,6 +43,7 @@ const shardingKey = "cityHash64(campaign_id)"
 var (
 	createTableSQL = regexp.MustCompile(`(?s)^CREATE TABLE IF NOT EXISTS (\w+) (\(.*\)) ENGINE = (\w+)(?:\(([^()]*)\))?(.*)$`)
 	createViewSQL  = regexp.MustCompile(`(?s)^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS(\s.*?\bFROM )(\w+)\b(.*)$`)
+	addColumnSQL   = regexp.MustCompile(`(?s)^ALTER TABLE (\w+) (ADD COLUMN .*)$`)
 )
 
 // clusterDDL rewrites one single-server migration statement into the
@@ -86,10 +87,13 @@ func clusterDDL(stmt, db, cluster string) ([]string, error) {
 }
 
 // ddl runs a migration statement: as it is on a single server, rewritten by
-// clusterDDL on a cluster.
+// clusterDDL on a cluster, where an ALTER TABLE … ADD COLUMN is addColumn's.
 func (s *Store) ddl(ctx context.Context, stmt string) error {
 	if s.cfg.Cluster == "" {
 		return s.conn.Exec(ctx, stmt)
+	}
+	if m := addColumnSQL.FindStringSubmatch(stmt); m != nil {
+		return s.addColumn(ctx, m[1], m[2])
 	}
 	stmts, err := clusterDDL(stmt, s.db, s.cfg.Cluster)
 	if err != nil {
@@ -115,12 +119,69 @@ func (s *Store) deleteWhere(ctx context.Context, table, where string, args ...an
 	return s.execOnEveryShard(ctx, "ALTER TABLE "+table+"_local DELETE WHERE "+where, args...)
 }
 
+// addColumn runs "ALTER TABLE table ADD COLUMN …" (add) on the cluster,
+// not ON CLUSTER (18.16 refuses it for the Distributed tables and its DDL
+// worker races on ALTERs of replicated ones, see execOnEveryShard). A
+// sharded table's column is added to its local table on one replica of
+// every shard (replicated from there), then to the Distributed table on
+// every node, which needs every node up; a control table's on the
+// connected node, replicated to all. A step that finds the column already
+// there (an interrupted earlier run) counts as done.
+func (s *Store) addColumn(ctx context.Context, table, add string) error {
+	done := func(err error) error {
+		if columnExists(err) {
+			return nil
+		}
+		return err
+	}
+	if !shardedTables[table] {
+		return done(s.conn.Exec(ctx, "ALTER TABLE "+table+" "+add))
+	}
+	if err := done(s.execOnEveryShard(ctx, "ALTER TABLE "+table+"_local "+add)); err != nil {
+		return err
+	}
+	nodes, err := s.clusterNodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		addr, err := n.addr()
+		if err == nil {
+			err = s.execOn(ctx, addr, "ALTER TABLE "+table+" "+add)
+		}
+		if err := done(err); err != nil {
+			return fmt.Errorf("node %s:%d: %w", n.Host, n.Port, err)
+		}
+	}
+	return nil
+}
+
 // clusterNode is one server of the cluster, as the connected node's
 // system.clusters (its remote_servers) lists it.
 type clusterNode struct {
 	Shard uint32 `ch:"shard_num"`
 	Host  string `ch:"host_address"`
 	Port  uint16 `ch:"port"`
+}
+
+// addr is the node's native-protocol address.
+func (n clusterNode) addr() (string, error) {
+	a, err := netip.ParseAddr(n.Host)
+	if err != nil {
+		return "", err
+	}
+	return netip.AddrPortFrom(a, n.Port).String(), nil
+}
+
+// execOn runs query on the node at addr, on a connection of its own with
+// the store's database, credentials and TLS.
+func (s *Store) execOn(ctx context.Context, addr, query string, args ...any) error {
+	c, err := dial(s.cfg, addr, s.db)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Exec(ctx, query, args...)
 }
 
 // clusterNodes lists the servers of the store's cluster, by shard.
@@ -160,16 +221,11 @@ func (s *Store) execOnEveryShard(ctx context.Context, query string, args ...any)
 	for _, shard := range shards {
 		var errs []error
 		for _, n := range byShard[shard] {
-			a, err := netip.ParseAddr(n.Host)
+			addr, err := n.addr()
 			if err != nil {
 				return fmt.Errorf("node of cluster %s: %w", s.cfg.Cluster, err)
 			}
-			addr := netip.AddrPortFrom(a, n.Port).String()
-			c, err := dial(s.cfg, addr, s.db)
-			if err == nil {
-				err = c.Exec(ctx, query, args...)
-				c.Close()
-			}
+			err = s.execOn(ctx, addr, query, args...)
 			if err == nil {
 				break
 			}

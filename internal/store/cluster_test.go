@@ -18,6 +18,9 @@ func TestClusterDDL(t *testing.T) {
 	seen := map[string]bool{}
 	for _, m := range ms {
 		for _, stmt := range m.Statements {
+			if addColumnSQL.MatchString(stmt) {
+				continue // addColumn's, not rewritten (TestCluster runs it)
+			}
 			out, err := clusterDDL(stmt, "db", "c")
 			if err != nil {
 				t.Fatalf("%04d_%s: %v", m.Version, m.Name, err)

@@ -18,6 +18,7 @@ type Event struct {
 	URL            string
 	Referrer       string
 	Source         string
+	Channel        string // one of the Channel* names
 	UTMSource      string
 	UTMMedium      string
 	UTMCampaign    string
@@ -36,7 +37,7 @@ type Event struct {
 
 const insertEvents = `INSERT INTO events (date, received, event_id, client_event_id, client_id, campaign_id,
 	event, vacancy, url, referrer, source, utm_source, utm_medium, utm_campaign, visitor, ip,
-	country, region, browser, os, device, bot, consent, kafka_partition, kafka_offset)`
+	country, region, browser, os, device, bot, consent, kafka_partition, kafka_offset, channel)`
 
 // InsertEvents writes rows in one insert. ClickHouse applies an insert of
 // fewer than max_insert_block_size rows into one partition atomically; the
@@ -53,6 +54,7 @@ func (s *Store) InsertEvents(ctx context.Context, rows []Event) error {
 		eventID, visitor, ip, country             = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		clientEventID, clientID, campaignID       = make([]string, n), make([]string, n), make([]string, n)
 		vacancy, url, referrer, source            = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		channel                                   = make([]string, n)
 		utmSource, utmMedium, utmCampaign, region = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		event                                     = make([]int8, n)
 		browser, os, device, bot                  = make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
@@ -72,7 +74,7 @@ func (s *Store) InsertEvents(ctx context.Context, rows []Event) error {
 			country[i] = string(r.Country[:])
 		}
 		clientEventID[i], clientID[i], campaignID[i] = r.ClientEventID, r.ClientID, r.CampaignID
-		vacancy[i], url[i], referrer[i], source[i] = r.Vacancy, r.URL, r.Referrer, r.Source
+		vacancy[i], url[i], referrer[i], source[i], channel[i] = r.Vacancy, r.URL, r.Referrer, r.Source, r.Channel
 		utmSource[i], utmMedium[i], utmCampaign[i], region[i] = r.UTMSource, r.UTMMedium, r.UTMCampaign, r.Region
 		event[i] = ev
 		browser[i], os[i], device[i] = r.Browser, r.OS, r.Device
@@ -88,7 +90,7 @@ func (s *Store) InsertEvents(ctx context.Context, rows []Event) error {
 	// In the order of insertEvents' column list.
 	cols := []any{date, received, eventID, clientEventID, clientID, campaignID, event, vacancy, url, referrer,
 		source, utmSource, utmMedium, utmCampaign, visitor, ip, country, region, browser, os, device, bot,
-		consent, partition, offset}
+		consent, partition, offset, channel}
 	for i, c := range cols {
 		if err := b.Column(i).Append(c); err != nil {
 			_ = b.Abort()

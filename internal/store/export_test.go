@@ -12,3 +12,6 @@ func SetOpenConn(open func(*clickhouse.Options) (driver.Conn, error)) (restore f
 	openConn = open
 	return func() { openConn = prev }
 }
+
+// ColumnAdded is columnAdded, for the migration test.
+var ColumnAdded = columnAdded

@@ -213,7 +213,7 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := s.ddl(ctx, stmt); err != nil {
+			if err := s.ddl(ctx, stmt); err != nil && !columnAdded(stmt, err) {
 				return applied, fmt.Errorf("store: migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
@@ -224,6 +224,21 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 		applied = append(applied, m.Version)
 	}
 	return applied, nil
+}
+
+// columnAdded reports whether err is ClickHouse's "column already exists"
+// (code 44) answering an ADD COLUMN statement: the statement of an earlier,
+// interrupted run of its migration was applied (18.16 has no ADD COLUMN IF
+// NOT EXISTS).
+func columnAdded(stmt string, err error) bool {
+	return columnExists(err) && addColumnSQL.MatchString(stmt)
+}
+
+// columnExists reports whether err is (or joins) ClickHouse's "column
+// already exists" (code 44).
+func columnExists(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == 44
 }
 
 // insertRows inserts n rows in one batch (plain INSERT … VALUES over the
