@@ -200,8 +200,8 @@ func scenario(t *testing.T, st *store.Store) {
 		for _, c := range []string{cmp.ID, erased.ID} {
 			ev := store.Event{Received: now.Add(-time.Duration(i) * 24 * time.Hour), ClientEventID: fmt.Sprintf("eid-%d", i),
 				ClientID: cl.ID, CampaignID: c, Event: e, Vacancy: "job-42", URL: "https://jobs.example/42?utm_source=news",
-				Referrer: "https://news.example/", Source: "newsletter", UTMSource: "news", Country: [2]byte{'N', 'L'},
-				Region: "NH", Browser: 1, OS: 2, Device: 1, Bot: i == 4, Consent: 7, KafkaOffset: int64(len(events))}
+				Referrer: "https://news.example/", Source: "newsletter", Channel: store.ChannelEmail, UTMSource: "news", Country: [2]byte{'N', 'L'},
+				Region: "NH", Browser: 1, OS: 2, Device: uint8(1 + i%2), Bot: i == 4, Consent: 7, KafkaOffset: int64(len(events))}
 			ev.ID[0], ev.Visitor[0], ev.IP[0] = byte(len(events)), byte(i%2), 0xc0
 			events = append(events, ev)
 		}
@@ -213,6 +213,12 @@ func scenario(t *testing.T, st *store.Store) {
 	must(err)
 	_, err = st.CampaignWeeks(ctx, cl.ID, cmp.ID, from, day)
 	must(err)
+	for _, d := range store.Dimensions {
+		// Limit 1 leaves an "other" row for the dimensions whose values differ.
+		_, err = st.Breakdown(ctx, cl.ID, cmp.ID, store.BreakdownQuery{Dimension: d, From: from, To: day, Limit: 1,
+			Vacancy: "job-42", Channel: store.ChannelEmail})
+		must(err)
+	}
 
 	_, err = st.Salt(ctx, day.AddDate(0, 0, -3))
 	must(err)
