@@ -26,6 +26,7 @@ type Store interface {
 	ClientByToken(ctx context.Context, token string) (store.Client, error)
 	ClientCampaign(ctx context.Context, clientID, campaignID string) (store.Campaign, error)
 	CampaignReport(ctx context.Context, clientID, campaignID string, from, to time.Time) (store.Report, error)
+	Breakdown(ctx context.Context, clientID, campaignID string, q store.BreakdownQuery) (store.Breakdown, error)
 	ClientCampaigns(ctx context.Context, clientID string) ([]store.Campaign, error)
 	CreateCampaign(ctx context.Context, clientID, name string, opts store.CampaignOptions) (store.Campaign, error)
 	UpdateCampaign(ctx context.Context, c store.Campaign) (store.Campaign, error)
@@ -77,6 +78,7 @@ func New(st Store, log *slog.Logger) *API {
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/campaigns/{id}/report", a.report)
+	mux.HandleFunc("GET /api/v1/campaigns/{id}/report/breakdown", a.breakdown)
 	mux.HandleFunc("GET /api/v1/campaigns", a.listCampaigns)
 	mux.HandleFunc("POST /api/v1/campaigns", a.createCampaign)
 	mux.HandleFunc("GET /api/v1/campaigns/{id}", a.getCampaign)
@@ -174,6 +176,11 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	asCSV, err := wantCSV(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if _, err := a.st.ClientCampaign(r.Context(), c.ID, id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			err = &apiError{http.StatusNotFound, "campaign not found"}
@@ -184,6 +191,10 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 	rep, err := a.st.CampaignReport(r.Context(), c.ID, id, from, to)
 	if err != nil {
 		a.fail(w, r, err)
+		return
+	}
+	if asCSV {
+		writeCSV(w, fmt.Sprintf("%s-report-%s-%s.csv", id, rep.From, rep.To), reportCSV(rep))
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)

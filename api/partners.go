@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -255,6 +256,11 @@ func (a *API) partnerReport(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	asCSV, err := wantCSV(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	weeks := settledWeeks(from, to, a.now())
 	var rows []store.WeekCounts
 	if len(weeks) > 0 {
@@ -267,5 +273,24 @@ func (a *API) partnerReport(w http.ResponseWriter, r *http.Request) {
 	rep := partnerReport{Share: sh.ID, Name: sh.Name, From: from.Format(time.DateOnly), To: to.Format(time.DateOnly),
 		MinVisitors: sh.MinVisitors, Rounding: PartnerRounding}
 	rep.Weeks, rep.SuppressedWeeks, rep.Totals = anonymise(weeks, rows, sh.MinVisitors)
+	if asCSV {
+		writeCSV(w, fmt.Sprintf("%s-%s-%s.csv", sh.ID, rep.From, rep.To), partnerCSV(rep))
+		return
+	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// partnerCSV is the partner report as one table: a row per published week,
+// then "total" (the JSON's totals). The rules (min_visitors, rounding,
+// suppressed weeks) are only in the JSON.
+func partnerCSV(rep partnerReport) [][]string {
+	row := func(week string, c partnerCounts) []string {
+		u := func(n uint64) string { return strconv.FormatUint(n, 10) }
+		return []string{week, u(c.PageViews), u(c.ApplyClicks), u(c.Applications), u(c.Visitors)}
+	}
+	rows := [][]string{{"week", "page_views", "apply_clicks", "applications", "visitors"}}
+	for _, w := range rep.Weeks {
+		rows = append(rows, row(w.Week, w.partnerCounts))
+	}
+	return append(rows, row("total", rep.Totals))
 }
