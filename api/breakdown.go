@@ -15,6 +15,9 @@ import (
 // any other is a 400 naming it.
 var breakdownParams = []string{"dimension", "from", "to", "limit", "vacancy", "channel", "format"}
 
+// maxVacancyLen is the longest vacancy id ingest accepts (its "v" field).
+const maxVacancyLen = 256
+
 // breakdownQuery reads and validates a breakdown request's parameters;
 // its errors are 400s naming the parameter.
 func (a *API) breakdownQuery(r *http.Request) (store.BreakdownQuery, error) {
@@ -43,8 +46,8 @@ func (a *API) breakdownQuery(r *http.Request) (store.BreakdownQuery, error) {
 		bq.Limit = n
 	}
 	bq.Vacancy = q.Get("vacancy")
-	if len(bq.Vacancy) > 200 {
-		return bq, &apiError{http.StatusBadRequest, "vacancy: longer than 200 bytes"}
+	if len(bq.Vacancy) > maxVacancyLen {
+		return bq, &apiError{http.StatusBadRequest, fmt.Sprintf("vacancy: longer than %d bytes", maxVacancyLen)}
 	}
 	bq.Channel = q.Get("channel")
 	if bq.Channel != "" && !slices.Contains(store.Channels, bq.Channel) {

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,8 @@ func TestBreakdownQuery(t *testing.T) {
 	f("dimension=day&limit=501", "limit: want 1 to 500")
 	f("dimension=day&channel=tv", `channel: unknown "tv" (want paid_google, paid_meta, paid_linkedin, paid_other, organic_search, social, email, job_board, referral, internal, direct, (unknown))`)
 	f("dimension=day&from=2026-13-01", "from: want YYYY-MM-DD")
+	f("dimension=day&vacancy="+strings.Repeat("v", 257), "vacancy: longer than 256 bytes")
+	f("dimension=day&vacancy="+strings.Repeat("v", 256), "")
 	q := f("dimension=channel&limit=500&vacancy=v,1&channel=(unknown)&from=2026-11-01&to=2026-11-30&format=csv", "")
 	if q.Dimension != "channel" || q.Limit != 500 || q.Vacancy != "v,1" || q.Channel != store.ChannelUnknown ||
 		q.From.Format(time.DateOnly) != "2026-11-01" || q.To.Format(time.DateOnly) != "2026-11-30" {
