@@ -90,20 +90,20 @@ var (
 	emailMedia  = set("email", "e-mail", "e_mail", "newsletter", "mail")
 	socialMedia = set("social", "social-media", "social_media", "organic_social", "sm")
 
-	googleAds   = []string{"google", "adwords", "youtube", "doubleclick"}
-	metaAds     = []string{"facebook", "fb", "instagram", "ig", "meta", "messenger"}
-	linkedInAds = []string{"linkedin", "lnkd.in"}
+	googleAds   = newNames("google", "adwords", "youtube", "doubleclick")
+	metaAds     = newNames("facebook", "fb", "instagram", "ig", "meta", "messenger")
+	linkedInAds = newNames("linkedin", "lnkd.in")
 
-	searchEngines = []string{"google", "bing", "duckduckgo", "yahoo", "ecosia", "yandex", "baidu",
-		"qwant", "startpage", "search.brave.com", "ask.com", "aol", "naver", "seznam"}
-	socialNetworks = []string{"facebook", "fb", "instagram", "linkedin", "lnkd.in", "twitter", "t.co",
+	searchEngines = newNames("google", "bing", "duckduckgo", "yahoo", "ecosia", "yandex", "baidu",
+		"qwant", "startpage", "search.brave.com", "ask.com", "aol", "naver", "seznam")
+	socialNetworks = newNames("facebook", "fb", "instagram", "linkedin", "lnkd.in", "twitter", "t.co",
 		"x.com", "xing", "reddit", "tiktok", "youtube", "pinterest", "threads.net", "mastodon.social",
-		"bsky.app", "snapchat", "whatsapp", "telegram"}
-	jobBoards = []string{"indeed", "stepstone", "monster", "glassdoor", "ziprecruiter", "careerbuilder",
+		"bsky.app", "snapchat", "whatsapp", "telegram")
+	jobBoards = newNames("indeed", "stepstone", "monster", "glassdoor", "ziprecruiter", "careerbuilder",
 		"simplyhired", "jooble", "adzuna", "talent.com", "jobs.ch", "jobup.ch", "jobscout24.ch",
 		"karriere.at", "arbeitsagentur.de", "stellenanzeigen.de", "jobware.de", "kimeta.de",
 		"totaljobs.com", "reed.co.uk", "cv-library.co.uk", "welcometothejungle.com", "nationalevacaturebank.nl",
-		"werk.nl", "jobijoba", "hellowork.com", "infojobs", "pracuj.pl", "jobs.de"}
+		"werk.nl", "jobijoba", "hellowork.com", "infojobs", "pracuj.pl", "jobs.de")
 )
 
 func set(words ...string) map[string]bool {
@@ -114,28 +114,57 @@ func set(words ...string) map[string]bool {
 	return m
 }
 
-// matches reports whether the source name or host s is one of names (see
-// Channel for how a name matches).
-func matches(s []byte, names []string) bool {
-	for _, n := range names {
-		if strings.IndexByte(n, '.') >= 0 {
-			if len(s) == len(n) && bytes.EqualFold(s, []byte(n)) ||
-				len(s) > len(n) && s[len(s)-len(n)-1] == '.' && bytes.EqualFold(s[len(s)-len(n):], []byte(n)) {
-				return true
-			}
-			continue
+// names is a list of source names and hosts (see Channel for how a name
+// matches), split for lookups: a name with a dot in hosts, one without in
+// labels.
+type names struct{ labels, hosts map[string]bool }
+
+func newNames(list ...string) names {
+	n := names{labels: map[string]bool{}, hosts: map[string]bool{}}
+	for _, s := range list {
+		if strings.IndexByte(s, '.') >= 0 {
+			n.hosts[s] = true
+		} else {
+			n.labels[s] = true
 		}
-		for rest := s; len(rest) > 0; {
-			label := rest
-			if i := bytes.IndexAny(rest, ". _-"); i >= 0 {
-				label, rest = rest[:i], rest[i+1:]
-			} else {
-				rest = nil
-			}
-			if bytes.EqualFold(label, []byte(n)) {
-				return true
-			}
+	}
+	return n
+}
+
+// matches reports whether the source name or host s is one of n: one map
+// lookup per label and per host suffix, without allocating for a source of
+// up to 256 bytes.
+func matches(s []byte, n names) bool {
+	var buf [256]byte
+	l := buf[:0]
+	for _, c := range s {
+		l = append(l, lowerASCII(c))
+	}
+	if n.hosts[string(l)] {
+		return true
+	}
+	for i, c := range l {
+		if c == '.' && n.hosts[string(l[i+1:])] {
+			return true
+		}
+	}
+	for rest := l; len(rest) > 0; {
+		label := rest
+		if i := bytes.IndexAny(rest, ". _-"); i >= 0 {
+			label, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if n.labels[string(label)] {
+			return true
 		}
 	}
 	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
