@@ -15,6 +15,7 @@ package forward
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -80,11 +81,37 @@ type Destination struct {
 	// Optional; dashes are stripped.
 	LoginAccount string
 	// Token is the access token (Meta) or OAuth bearer token (Google,
-	// LinkedIn) for this destination.
+	// LinkedIn) for this destination; Tokens, when set, replaces it.
 	Token Secret
+	// Tokens, when set, gives the bearer token of each attempt (Google,
+	// LinkedIn): credentials that refresh, see TokenSource.
+	Tokens TokenSource
 	// TestCode is Meta's test_event_code; leave empty in production.
 	TestCode string
 }
+
+// HasToken reports whether d carries a token or a TokenSource.
+func (d Destination) HasToken() bool { return d.Token != "" || d.Tokens != nil }
+
+// TokenSource gives the access tokens of credentials that refresh (an
+// OAuth 2.0 refresh token, a Google service account). It is safe for
+// concurrent use.
+type TokenSource interface {
+	// Token returns an access token that does not expire soon, refreshing
+	// it first if needed. A refresh the token endpoint refuses (expired
+	// or revoked credentials) is a Permanent *Error wrapping
+	// ErrCredentials, whose Reason says when the credentials expired.
+	Token(ctx context.Context) (Secret, error)
+	// Invalidate tells the source that the platform refused tok (401),
+	// so the next Token refreshes instead of returning it again.
+	Invalidate(tok Secret)
+}
+
+// ErrCredentials is wrapped by the error of a TokenSource whose token
+// endpoint refused to refresh: the credentials expired or were revoked,
+// which only new credentials fix (retrying will not; neither is anything
+// wrong with the items).
+var ErrCredentials = errors.New("credentials expired or revoked")
 
 // LogValue logs the destination without its token.
 func (d Destination) LogValue() slog.Value {
@@ -94,6 +121,7 @@ func (d Destination) LogValue() slog.Value {
 		slog.String("account_type", d.AccountType),
 		slog.String("login_account", d.LoginAccount),
 		slog.String("token", d.Token.String()),
+		slog.Bool("refreshing", d.Tokens != nil),
 		slog.String("test_code", d.TestCode),
 	)
 }

@@ -99,8 +99,9 @@ func adsConsent(granted bool) string {
 // Each conversion carries one click id (gclid, else gbraid, else wbraid),
 // conversionDateTime in DateTimeLayout, orderId = Conversion.ID (the dedup
 // key), consent GRANTED/DENIED as given, and the optional value. Headers:
-// Authorization Bearer dest.Token, developer-token, and login-customer-id
-// (digits only) when dest.LoginAccount is set.
+// Authorization Bearer (dest.Tokens' token, else dest.Token),
+// developer-token, and login-customer-id (digits only) when
+// dest.LoginAccount is set.
 //
 // A 200 response carrying partialFailureError is not a success: each
 // conversion named in it (or with an empty result) is reported as a
@@ -120,13 +121,13 @@ func (c *Ads) SendConversions(ctx context.Context, dest forward.Destination, con
 	if !ok {
 		return reject(forward.Rejectf("google ads: conversion action id %q is not numeric", dest.ID))
 	}
-	if dest.Token == "" {
+	if !dest.HasToken() {
 		return reject(forward.Rejectf("google ads: destination has no OAuth token"))
 	}
 	if c.DeveloperToken == "" {
 		return reject(forward.Rejectf("google ads: no developer token configured"))
 	}
-	header := bearer(dest)
+	header := httpx.JSONHeader()
 	header.Set("developer-token", string(c.DeveloperToken))
 	if dest.LoginAccount != "" {
 		login, ok := digits(dest.LoginAccount)
@@ -192,8 +193,8 @@ func (c *Ads) SendConversions(ctx context.Context, dest forward.Destination, con
 			if err != nil {
 				return forward.Outcome{}, &forward.Error{Kind: forward.Permanent, Reason: "google ads: encode conversions", Err: err}
 			}
-			resp, err := httpx.Do(ctx, c.HTTPClient, httpx.Request{Method: http.MethodPost, URL: endpoint, Header: header, Body: body},
-				httpx.Timeout(c.Timeout, DefaultTimeout))
+			resp, err := httpx.DoBearer(ctx, c.HTTPClient, httpx.Request{Method: http.MethodPost, URL: endpoint, Header: header, Body: body},
+				httpx.Timeout(c.Timeout, DefaultTimeout), dest)
 			if err != nil {
 				return forward.Outcome{}, err
 			}

@@ -174,7 +174,7 @@ func dmDestination(dest forward.Destination) (destination, error) {
 	if !accountTypes[typ] {
 		return destination{}, forward.Rejectf("google: unknown account type %q", dest.AccountType)
 	}
-	if dest.Token == "" {
+	if !dest.HasToken() {
 		return destination{}, forward.Rejectf("google: destination has no OAuth token")
 	}
 	d := destination{OperatingAccount: account{AccountType: typ, AccountID: acct}, ProductDestinationID: id}
@@ -190,9 +190,9 @@ func dmDestination(dest forward.Destination) (destination, error) {
 
 // post sends one request and maps a non-2xx answer with classify.
 func (c *DataManager) post(ctx context.Context, endpoint string, dest forward.Destination, body []byte) (*httpx.Response, error) {
-	resp, err := httpx.Do(ctx, c.HTTPClient, httpx.Request{
-		Method: http.MethodPost, URL: endpoint, Header: bearer(dest), Body: body,
-	}, httpx.Timeout(c.Timeout, DefaultTimeout))
+	resp, err := httpx.DoBearer(ctx, c.HTTPClient, httpx.Request{
+		Method: http.MethodPost, URL: endpoint, Header: httpx.JSONHeader(), Body: body,
+	}, httpx.Timeout(c.Timeout, DefaultTimeout), dest)
 	if err != nil {
 		return nil, err
 	}

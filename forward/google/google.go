@@ -3,7 +3,10 @@
 // through the Google Ads API uploadClickConversions method (Ads).
 //
 // Both clients are usable as zero values and send
-// "Authorization: Bearer {Destination.Token}". Destination.Account is the
+// "Authorization: Bearer {Destination.Token}", or the token of
+// Destination.Tokens when set: credentials that refresh (RefreshToken,
+// ServiceAccount), refreshed before they expire and, after a 401, once
+// more for the same request. Destination.Account is the
 // operating customer id and Destination.ID the product destination (user
 // list or conversion action) id; dashes in ids are stripped.
 //
@@ -16,7 +19,6 @@ package google
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -167,12 +169,6 @@ func snippet(b []byte) string {
 func digits(id string) (string, bool) {
 	id = strings.ReplaceAll(id, "-", "")
 	return id, id != "" && strings.Trim(id, "0123456789") == ""
-}
-
-func bearer(dest forward.Destination) http.Header {
-	h := httpx.JSONHeader()
-	h.Set("Authorization", "Bearer "+string(dest.Token))
-	return h
 }
 
 func checkTime(t time.Time, now time.Time, margin time.Duration) error {

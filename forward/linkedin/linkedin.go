@@ -3,8 +3,9 @@
 // (POST /rest/dmpSegments/{id}/users), always as BATCH_CREATE requests.
 //
 // A Client's zero value is usable. Every request carries
-// "Authorization: Bearer {Destination.Token}", "LinkedIn-Version" and
-// "X-Restli-Protocol-Version: 2.0.0". LinkedIn identifies users by
+// "Authorization: Bearer {Destination.Token}" (or the token of
+// Destination.Tokens: a refresh token, see RefreshToken),
+// "LinkedIn-Version" and "X-Restli-Protocol-Version: 2.0.0". LinkedIn identifies users by
 // SHA256_EMAIL (Identity.Email: trimmed, lowercased, SHA-256) and
 // LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID (Conversion.LiFatID).
 package linkedin
@@ -182,12 +183,11 @@ func (c *Client) batch(ctx context.Context, endpoint string, dest forward.Destin
 		version = DefaultVersion
 	}
 	h := httpx.JSONHeader()
-	h.Set("Authorization", "Bearer "+string(dest.Token))
 	h.Set("LinkedIn-Version", version)
 	h.Set("X-Restli-Protocol-Version", "2.0.0")
 	h.Set("X-RestLi-Method", "BATCH_CREATE")
-	resp, err := httpx.Do(ctx, c.HTTPClient, httpx.Request{Method: http.MethodPost, URL: endpoint, Header: h, Body: body},
-		httpx.Timeout(c.Timeout, DefaultTimeout))
+	resp, err := httpx.DoBearer(ctx, c.HTTPClient, httpx.Request{Method: http.MethodPost, URL: endpoint, Header: h, Body: body},
+		httpx.Timeout(c.Timeout, DefaultTimeout), dest)
 	if err != nil {
 		return forward.Outcome{}, err
 	}
@@ -249,7 +249,7 @@ func (c *Client) SendConversions(ctx context.Context, dest forward.Destination, 
 	if !ok {
 		return reject(forward.Rejectf("linkedin: destination %q is not a conversion rule id or urn", dest.ID))
 	}
-	if dest.Token == "" {
+	if !dest.HasToken() {
 		return reject(forward.Rejectf("linkedin: destination has no access token"))
 	}
 	size := c.MaxEvents
@@ -334,7 +334,7 @@ func (c *Client) segment(ctx context.Context, action string, dest forward.Destin
 	if dest.ID == "" || strings.Trim(dest.ID, "0123456789") != "" {
 		return reject(forward.Rejectf("linkedin: segment id %q is not numeric", dest.ID))
 	}
-	if dest.Token == "" {
+	if !dest.HasToken() {
 		return reject(forward.Rejectf("linkedin: destination has no access token"))
 	}
 	size := c.MaxSegmentUsers

@@ -27,6 +27,14 @@ func (c *Clock) Now() time.Time {
 	return c.now
 }
 
+// Advance moves the clock forward by d (time passing between calls, e.g.
+// towards a token's expiry), without recording a sleep.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // Sleep records d and advances the clock by it, without waiting. It
 // returns ctx.Err() if ctx is already done.
 func (c *Clock) Sleep(ctx context.Context, d time.Duration) error {
