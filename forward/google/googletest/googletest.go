@@ -1,8 +1,10 @@
 // Package googletest is a strict in-process fake of the Google endpoints
 // jobpixel uses: the Data Manager API (POST /v1/audienceMembers:ingest,
 // /v1/audienceMembers:remove, /v1/events:ingest) and the Google Ads API
-// (POST /{version}/customers/{cid}:uploadClickConversions). Point both
-// google.DataManager.BaseURL and google.Ads.BaseURL at URL().
+// (POST /{version}/customers/{cid}:uploadClickConversions), and an OAuth
+// 2.0 token endpoint (POST /token, see fakeserver.Tokens) whose access
+// tokens expire. Point both google.DataManager.BaseURL and
+// google.Ads.BaseURL at URL(), token sources at URL()+"/token".
 //
 // Off-spec requests get Google's error envelope:
 //
@@ -67,12 +69,16 @@ const (
 
 // Config configures a Server.
 type Config struct {
-	// Token, if set, is the only accepted bearer token (any non-empty one
-	// otherwise).
+	// Token, if set, is the only accepted bearer token besides the
+	// unexpired ones Tokens issued (any non-empty one otherwise; a token
+	// Tokens issued is refused once it expired).
 	Token string
 	// DeveloperToken, if set, is the only accepted Ads developer-token
 	// (any non-empty one otherwise).
 	DeveloperToken string
+	// TokenTTL is how long the access tokens of the token endpoint
+	// (Tokens, at URL()+"/token") last; 0 means an hour, as Google's do.
+	TokenTTL time.Duration
 	// AdsVersion is the only accepted Ads API version; "" means "v22".
 	AdsVersion string
 	// Now returns the current time; nil means time.Now.
@@ -130,6 +136,9 @@ type Server struct {
 	cfg              Config
 	*fakeserver.Base // URL, Client, Close, Inject, InjectN, Pending, Hits
 	handler          http.Handler
+	// Tokens is the OAuth 2.0 token endpoint (refresh tokens, service
+	// accounts) at URL()+fakeserver.TokenPath; register credentials on it.
+	Tokens *fakeserver.Tokens
 
 	mu         sync.Mutex
 	members    map[string]map[string]Member // productDestinationId → key → member
@@ -150,6 +159,9 @@ func New(cfg Config) *Server {
 	if cfg.AdsVersion == "" {
 		cfg.AdsVersion = "v22"
 	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = time.Hour
+	}
 	s := &Server{
 		cfg:        cfg,
 		Base:       fakeserver.New(),
@@ -159,6 +171,7 @@ func New(cfg Config) *Server {
 		wrongHash:  map[string]string{},
 		failClicks: map[string]clickFailure{},
 	}
+	s.Tokens = fakeserver.NewTokens(cfg.TokenTTL, s.now, false)
 	s.handler = s.Base.Wrap(http.HandlerFunc(s.serve))
 	return s
 }
@@ -393,6 +406,10 @@ func (e *apiErr) write(w http.ResponseWriter) {
 var adsPath = regexp.MustCompile(`^/([^/]+)/customers/([^/:]+):uploadClickConversions$`)
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == fakeserver.TokenPath {
+		s.Tokens.ServeHTTP(w, r)
+		return
+	}
 	rec := Request{Method: r.Method, Path: r.URL.Path}
 	var err *apiErr
 	rec.Status, rec.Items, rec.Failed, err = s.handle(w, r)
@@ -430,7 +447,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) (status, items, 
 		handler = s.upload
 	}
 	auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || auth == "" || (s.cfg.Token != "" && auth != s.cfg.Token) {
+	if !ok || !s.Tokens.Accepts(auth, s.cfg.Token) {
 		return 0, 0, 0, unauthenticated()
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {

@@ -1,7 +1,9 @@
 // Package linkedintest is a strict in-process fake of the LinkedIn
 // Marketing API endpoints jobpixel uses: POST /rest/conversionEvents
 // (single, or BATCH_CREATE) and POST /rest/dmpSegments/{id}/users
-// (BATCH_CREATE).
+// (BATCH_CREATE), and an OAuth 2.0 token endpoint (POST /token, see
+// fakeserver.Tokens) whose access tokens expire and whose refresh tokens
+// rotate.
 //
 // Header checks, in order: Authorization: Bearer (401
 // {"status":401,"serviceErrorCode":65600,"code":"INVALID_ACCESS_TOKEN",
@@ -58,8 +60,14 @@ const (
 
 // Config configures a Server.
 type Config struct {
-	// Token, if set, is the only accepted bearer token.
+	// Token, if set, is the only accepted bearer token besides the
+	// unexpired ones Tokens issued (any non-empty one otherwise; a token
+	// Tokens issued is refused once it expired).
 	Token string
+	// TokenTTL is how long the access tokens of the token endpoint
+	// (Tokens, at URL()+"/token") last; 0 means 60 days, as LinkedIn's
+	// do. Its refresh tokens rotate on every refresh.
+	TokenTTL time.Duration
 	// MinVersion is the oldest LinkedIn-Version still served (YYYYMM);
 	// older versions get 426. "" means "202501".
 	MinVersion string
@@ -105,6 +113,9 @@ type Server struct {
 	cfg              Config
 	*fakeserver.Base // URL, Client, Close, Inject, InjectN, Pending, Hits
 	handler          http.Handler
+	// Tokens is the OAuth 2.0 token endpoint (refresh tokens) at
+	// URL()+fakeserver.TokenPath; register clients on it.
+	Tokens *fakeserver.Tokens
 
 	mu        sync.Mutex
 	events    []Event
@@ -132,11 +143,15 @@ func New(cfg Config) *Server {
 	if cfg.MaxSegmentUsers == 0 {
 		cfg.MaxSegmentUsers = DefaultMaxBatch
 	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = 60 * 24 * time.Hour
+	}
 	s := &Server{
 		cfg: cfg, Base: fakeserver.New(),
 		eventIDs: map[string]int{}, segments: map[string]*segment{}, wrongHash: map[string]bool{},
 		failEvent: map[string]elementFailure{}, failUser: map[string]elementFailure{},
 	}
+	s.Tokens = fakeserver.NewTokens(cfg.TokenTTL, s.now, true)
 	s.handler = s.Base.Wrap(http.HandlerFunc(s.serve))
 	return s
 }
@@ -290,6 +305,10 @@ var (
 )
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == fakeserver.TokenPath {
+		s.Tokens.ServeHTTP(w, r)
+		return
+	}
 	rec := Request{Method: r.Method, Path: r.URL.Path, Batch: r.Header.Get("X-RestLi-Method") == "BATCH_CREATE"}
 	status, items, err := s.handle(w, r)
 	if err != nil {
@@ -311,7 +330,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) (int, int, *apiE
 		return 0, 0, errBody(405, "", "Method not allowed")
 	}
 	auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || auth == "" || (s.cfg.Token != "" && auth != s.cfg.Token) {
+	if !ok || !s.Tokens.Accepts(auth, s.cfg.Token) {
 		return 0, 0, &apiErr{status: 401, body: map[string]any{"status": 401, "serviceErrorCode": 65600, "code": "INVALID_ACCESS_TOKEN", "message": "Invalid access token"}}
 	}
 	version := r.Header.Get("LinkedIn-Version")
