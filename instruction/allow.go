@@ -8,8 +8,9 @@ import (
 	"strings"
 )
 
-// DefaultAllowedHosts are the platforms' documented API hosts.
-const DefaultAllowedHosts = "graph.facebook.com,datamanager.googleapis.com,googleads.googleapis.com,api.linkedin.com"
+// DefaultAllowedHosts are the platforms' documented API hosts and their
+// OAuth 2.0 token endpoints' hosts.
+const DefaultAllowedHosts = "graph.facebook.com,datamanager.googleapis.com,googleads.googleapis.com,api.linkedin.com,oauth2.googleapis.com,www.linkedin.com"
 
 // AllowList is the deployment's list of hosts data may be sent to. An
 // entry "host" allows that host on any port, "host:port" only that port.

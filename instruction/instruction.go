@@ -15,13 +15,17 @@ package instruction
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/forward"
+	"github.com/jobpixel/jobpixel/forward/google"
+	"github.com/jobpixel/jobpixel/forward/linkedin"
 	"github.com/jobpixel/jobpixel/schemas"
 )
 
@@ -31,6 +35,9 @@ const (
 	DefaultDataManagerEndpoint = "https://datamanager.googleapis.com"
 	DefaultAdsEndpoint         = "https://googleads.googleapis.com"
 	DefaultLinkedInEndpoint    = "https://api.linkedin.com"
+
+	DefaultGoogleTokenEndpoint   = google.DefaultTokenURL
+	DefaultLinkedInTokenEndpoint = linkedin.DefaultTokenURL
 )
 
 // Segment limits.
@@ -82,11 +89,15 @@ type MetaAudience struct {
 
 // Meta is what Meta receives.
 type Meta struct {
-	Endpoint      string           `json:"endpoint"`
-	TestEventCode string           `json:"test_event_code,omitempty"`
-	AccessToken   string           `json:"access_token,omitempty"` // input only; stored encrypted
-	Conversions   []MetaConversion `json:"conversions"`
-	Audiences     []MetaAudience   `json:"audiences"`
+	Endpoint      string `json:"endpoint"`
+	TestEventCode string `json:"test_event_code,omitempty"`
+	AccessToken   string `json:"access_token,omitempty"` // input only; stored encrypted
+	// TokenExpiresAt is when the access token expires (RFC 3339), for a
+	// long-lived or system-user token that does; empty: it does not.
+	// Shown as the instruction's status from 7 days before.
+	TokenExpiresAt string           `json:"token_expires_at,omitempty"`
+	Conversions    []MetaConversion `json:"conversions"`
+	Audiences      []MetaAudience   `json:"audiences"`
 }
 
 // Google conversion APIs.
@@ -119,11 +130,22 @@ type Google struct {
 	AccountType         string `json:"account_type"`
 	// CustomerMatchTermsAccepted records that the advertiser accepted
 	// Google's Customer Match terms; required for audiences.
-	CustomerMatchTermsAccepted bool               `json:"customer_match_terms_accepted"`
-	AccessToken                string             `json:"access_token,omitempty"`    // input only
-	DeveloperToken             string             `json:"developer_token,omitempty"` // input only
-	Conversions                []GoogleConversion `json:"conversions"`
-	Audiences                  []GoogleAudience   `json:"audiences"`
+	CustomerMatchTermsAccepted bool `json:"customer_match_terms_accepted"`
+	// Credentials, input only (stored sealed): an AccessToken, or an OAuth
+	// 2.0 client (ClientID, ClientSecret) with a RefreshToken, or a
+	// ServiceAccountKey (the JSON key file, as an object or a string).
+	AccessToken       string          `json:"access_token,omitempty"`
+	RefreshToken      string          `json:"refresh_token,omitempty"`
+	ClientID          string          `json:"client_id,omitempty"`
+	ClientSecret      string          `json:"client_secret,omitempty"`
+	ServiceAccountKey json.RawMessage `json:"service_account_key,omitempty"`
+	DeveloperToken    string          `json:"developer_token,omitempty"` // input only
+	// TokenEndpoint is where refresh tokens and service accounts get their
+	// access tokens; set (default DefaultGoogleTokenEndpoint) only with
+	// such credentials.
+	TokenEndpoint string             `json:"token_endpoint,omitempty"`
+	Conversions   []GoogleConversion `json:"conversions"`
+	Audiences     []GoogleAudience   `json:"audiences"`
 }
 
 // LinkedInConversion maps an event to a conversion rule.
@@ -141,10 +163,18 @@ type LinkedInAudience struct {
 
 // LinkedIn is what LinkedIn receives.
 type LinkedIn struct {
-	Endpoint    string               `json:"endpoint"`
-	AccessToken string               `json:"access_token,omitempty"` // input only
-	Conversions []LinkedInConversion `json:"conversions"`
-	Audiences   []LinkedInAudience   `json:"audiences"`
+	Endpoint string `json:"endpoint"`
+	// Credentials, input only (stored sealed): an AccessToken, or an app
+	// (ClientID, ClientSecret) with a RefreshToken.
+	AccessToken  string `json:"access_token,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ClientID     string `json:"client_id,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
+	// TokenEndpoint is where the refresh token gets access tokens; set
+	// (default DefaultLinkedInTokenEndpoint) only with a refresh token.
+	TokenEndpoint string               `json:"token_endpoint,omitempty"`
+	Conversions   []LinkedInConversion `json:"conversions"`
+	Audiences     []LinkedInAudience   `json:"audiences"`
 }
 
 // Spec is an instruction without its credentials: what is stored in clear
@@ -163,11 +193,20 @@ type Spec struct {
 }
 
 // Credentials are the secrets of an instruction; stored only sealed (Key).
+// Per platform, one way to authenticate is set: an access token, a
+// refresh token with its OAuth client, or (Google) a service account key.
 type Credentials struct {
-	MetaAccessToken     string `json:"meta_access_token,omitempty"`
-	GoogleAccessToken   string `json:"google_access_token,omitempty"`
-	GoogleDevToken      string `json:"google_developer_token,omitempty"`
-	LinkedInAccessToken string `json:"linkedin_access_token,omitempty"`
+	MetaAccessToken         string `json:"meta_access_token,omitempty"`
+	GoogleAccessToken       string `json:"google_access_token,omitempty"`
+	GoogleRefreshToken      string `json:"google_refresh_token,omitempty"`
+	GoogleClientID          string `json:"google_client_id,omitempty"`
+	GoogleClientSecret      string `json:"google_client_secret,omitempty"`
+	GoogleServiceAccountKey string `json:"google_service_account_key,omitempty"`
+	GoogleDevToken          string `json:"google_developer_token,omitempty"`
+	LinkedInAccessToken     string `json:"linkedin_access_token,omitempty"`
+	LinkedInRefreshToken    string `json:"linkedin_refresh_token,omitempty"`
+	LinkedInClientID        string `json:"linkedin_client_id,omitempty"`
+	LinkedInClientSecret    string `json:"linkedin_client_secret,omitempty"`
 }
 
 // IsZero reports whether no credential is set.
@@ -184,8 +223,15 @@ func (c Credentials) Names() []string {
 	}
 	add(c.MetaAccessToken, "meta.access_token")
 	add(c.GoogleAccessToken, "google.access_token")
+	add(c.GoogleRefreshToken, "google.refresh_token")
+	add(c.GoogleClientID, "google.client_id")
+	add(c.GoogleClientSecret, "google.client_secret")
+	add(c.GoogleServiceAccountKey, "google.service_account_key")
 	add(c.GoogleDevToken, "google.developer_token")
 	add(c.LinkedInAccessToken, "linkedin.access_token")
+	add(c.LinkedInRefreshToken, "linkedin.refresh_token")
+	add(c.LinkedInClientID, "linkedin.client_id")
+	add(c.LinkedInClientSecret, "linkedin.client_secret")
 	return out
 }
 
@@ -212,8 +258,11 @@ const MaxBody = 64 << 10
 // Parse reads an instruction from the client API. Credentials a platform
 // section leaves out are taken from prev (the campaign's previous version),
 // so a client can change an instruction without restating secrets it can
-// no longer read. Every destination must pass allow. The returned Spec has
-// no credentials in it.
+// no longer read; a section that gives any of its platform's access
+// credentials (access token, refresh token, client id or secret, service
+// account key) replaces all of prev's for that platform (the developer
+// token is kept apart). Every destination must pass allow. The returned
+// Spec has no credentials in it.
 func Parse(body []byte, prev Credentials, allow AllowList) (Spec, Credentials, error) {
 	var s Spec
 	if len(body) > MaxBody {
@@ -236,14 +285,29 @@ func Parse(body []byte, prev Credentials, allow AllowList) (Spec, Credentials, e
 		c.MetaAccessToken = pick(s.Meta.AccessToken, prev.MetaAccessToken)
 		s.Meta.AccessToken = ""
 	}
-	if s.Google != nil {
-		c.GoogleAccessToken = pick(s.Google.AccessToken, prev.GoogleAccessToken)
-		c.GoogleDevToken = pick(s.Google.DeveloperToken, prev.GoogleDevToken)
-		s.Google.AccessToken, s.Google.DeveloperToken = "", ""
+	if g := s.Google; g != nil {
+		sa, err := rawString(g.ServiceAccountKey)
+		if err != nil {
+			return s, Credentials{}, errf("google.service_account_key", "%v", err)
+		}
+		given := [4]string{trim(g.AccessToken), trim(g.RefreshToken), trim(g.ClientID), trim(g.ClientSecret)}
+		auth := [4]string{prev.GoogleAccessToken, prev.GoogleRefreshToken, prev.GoogleClientID, prev.GoogleClientSecret}
+		c.GoogleServiceAccountKey = prev.GoogleServiceAccountKey
+		if given != [4]string{} || sa != "" {
+			auth, c.GoogleServiceAccountKey = given, sa
+		}
+		c.GoogleAccessToken, c.GoogleRefreshToken, c.GoogleClientID, c.GoogleClientSecret = auth[0], auth[1], auth[2], auth[3]
+		c.GoogleDevToken = pick(g.DeveloperToken, prev.GoogleDevToken)
+		g.AccessToken, g.RefreshToken, g.ClientID, g.ClientSecret, g.ServiceAccountKey, g.DeveloperToken = "", "", "", "", nil, ""
 	}
-	if s.LinkedIn != nil {
-		c.LinkedInAccessToken = pick(s.LinkedIn.AccessToken, prev.LinkedInAccessToken)
-		s.LinkedIn.AccessToken = ""
+	if l := s.LinkedIn; l != nil {
+		given := [4]string{trim(l.AccessToken), trim(l.RefreshToken), trim(l.ClientID), trim(l.ClientSecret)}
+		auth := [4]string{prev.LinkedInAccessToken, prev.LinkedInRefreshToken, prev.LinkedInClientID, prev.LinkedInClientSecret}
+		if given != [4]string{} {
+			auth = given
+		}
+		c.LinkedInAccessToken, c.LinkedInRefreshToken, c.LinkedInClientID, c.LinkedInClientSecret = auth[0], auth[1], auth[2], auth[3]
+		l.AccessToken, l.RefreshToken, l.ClientID, l.ClientSecret = "", "", "", ""
 	}
 	if err := s.normalize(c, allow); err != nil {
 		return s, Credentials{}, err
@@ -253,10 +317,75 @@ func Parse(body []byte, prev Credentials, allow AllowList) (Spec, Credentials, e
 }
 
 func pick(v, prev string) string {
-	if v = strings.TrimSpace(v); v != "" {
+	if v = trim(v); v != "" {
 		return v
 	}
 	return prev
+}
+
+func trim(v string) string { return strings.TrimSpace(v) }
+
+// rawString returns a JSON value given as an object or as a string holding
+// one, as text ("" for none).
+func rawString(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	if raw[0] == '"' {
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return "", err
+		}
+		return trim(v), nil
+	}
+	if raw[0] != '{' {
+		return "", errors.New("want the JSON key file, as an object or a string")
+	}
+	return string(raw), nil
+}
+
+// oauthClient checks one way of authenticating on a platform: exactly one
+// of an access token, a refresh token with client id and secret, or (sa,
+// Google only) a service account key; prefix names the section.
+func oauthClient(prefix, access, refresh, id, secret, sa string) *Error {
+	ways := 0
+	for _, v := range []string{access, refresh + id + secret, sa} {
+		if v != "" {
+			ways++
+		}
+	}
+	want := "access_token, or refresh_token with client_id and client_secret"
+	if prefix == "google" {
+		want += ", or service_account_key"
+	}
+	switch {
+	case ways == 0:
+		return errf(prefix+".access_token", "required: give %s", want)
+	case ways > 1:
+		return errf(prefix, "give one of %s, not several", want)
+	case access != "" || sa != "":
+		return nil
+	case refresh == "":
+		return errf(prefix+".refresh_token", "required with client_id and client_secret")
+	case id == "":
+		return errf(prefix+".client_id", "required with refresh_token")
+	case secret == "":
+		return errf(prefix+".client_secret", "required with refresh_token")
+	}
+	return nil
+}
+
+// tokenEndpoint fills and checks a token endpoint, which only credentials
+// that refresh (refreshing true) use.
+func tokenEndpoint(field string, v *string, def string, refreshing bool, allow AllowList) *Error {
+	if !refreshing {
+		if *v != "" {
+			return errf(field, "only with refresh_token or service_account_key")
+		}
+		return nil
+	}
+	return endpoint(field, v, def, allow)
 }
 
 // Decode reads a stored Spec (as written by Encode).
@@ -447,6 +576,13 @@ func (m *Meta) normalize(c Credentials, allow AllowList) error {
 	if c.MetaAccessToken == "" {
 		return errf("meta.access_token", "required")
 	}
+	if m.TokenExpiresAt != "" {
+		at, err := time.Parse(time.RFC3339, m.TokenExpiresAt)
+		if err != nil {
+			return errf("meta.token_expires_at", "want an RFC 3339 time, e.g. 2026-03-01T00:00:00Z")
+		}
+		m.TokenExpiresAt = at.UTC().Format(time.RFC3339)
+	}
 	if len(m.TestEventCode) > 100 {
 		return errf("meta.test_event_code", "too long")
 	}
@@ -507,8 +643,17 @@ func (g *Google) normalize(c Credentials, allow AllowList) error {
 	default:
 		return errf("google.account_type", "unknown account type %q", g.AccountType)
 	}
-	if c.GoogleAccessToken == "" {
-		return errf("google.access_token", "required")
+	if err := oauthClient("google", c.GoogleAccessToken, c.GoogleRefreshToken, c.GoogleClientID, c.GoogleClientSecret, c.GoogleServiceAccountKey); err != nil {
+		return err
+	}
+	if c.GoogleServiceAccountKey != "" {
+		if _, err := google.ServiceAccount([]byte(c.GoogleServiceAccountKey), DefaultGoogleTokenEndpoint, nil, nil); err != nil {
+			return errf("google.service_account_key", "%v", strings.TrimPrefix(err.Error(), "google: service account key: "))
+		}
+	}
+	if err := tokenEndpoint("google.token_endpoint", &g.TokenEndpoint, DefaultGoogleTokenEndpoint,
+		c.GoogleAccessToken == "", allow); err != nil {
+		return err
 	}
 	for i := range g.Conversions {
 		cv := &g.Conversions[i]
@@ -558,8 +703,12 @@ func (l *LinkedIn) normalize(c Credentials, allow AllowList) error {
 	if err := endpoint("linkedin.endpoint", &l.Endpoint, DefaultLinkedInEndpoint, allow); err != nil {
 		return err
 	}
-	if c.LinkedInAccessToken == "" {
-		return errf("linkedin.access_token", "required")
+	if err := oauthClient("linkedin", c.LinkedInAccessToken, c.LinkedInRefreshToken, c.LinkedInClientID, c.LinkedInClientSecret, ""); err != nil {
+		return err
+	}
+	if err := tokenEndpoint("linkedin.token_endpoint", &l.TokenEndpoint, DefaultLinkedInTokenEndpoint,
+		c.LinkedInAccessToken == "", allow); err != nil {
+		return err
 	}
 	for i := range l.Conversions {
 		cv := &l.Conversions[i]
@@ -605,9 +754,15 @@ func (s Spec) endpoints() []string {
 	}
 	if s.Google != nil {
 		out = append(out, s.Google.DataManagerEndpoint, s.Google.AdsEndpoint)
+		if s.Google.TokenEndpoint != "" {
+			out = append(out, s.Google.TokenEndpoint)
+		}
 	}
 	if s.LinkedIn != nil {
 		out = append(out, s.LinkedIn.Endpoint)
+		if s.LinkedIn.TokenEndpoint != "" {
+			out = append(out, s.LinkedIn.TokenEndpoint)
+		}
 	}
 	return out
 }

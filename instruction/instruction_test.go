@@ -2,7 +2,11 @@ package instruction
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
@@ -114,6 +118,17 @@ func TestParseRefuses(t *testing.T) {
 		{`{"google": {"customer_id": "123-456-7890", "access_token": "x", "customer_match_terms_accepted": true, "audiences": [{"user_list_id": "12345678901234567890", "segment": {"preset": "applied"}}]}}`, "google.audiences[0].user_list_id", "1 to 19 digits"},
 		{`{"meta": {"access_token": "x", "conversions": [{"event": "application", "pixel_id": "123456789012345678901", "event_name": "Lead"}]}}`, "meta.conversions[0].pixel_id", "1 to 20 digits"},
 		{`{"linkedin": {"access_token": "x", "audiences": [{"segment_id": "urn:li:dmpSegment:12", "segment": {"preset": "applied"}}]}}`, "linkedin.audiences[0].segment_id", "numeric"},
+		{`{"google": {"customer_id": "1234567890", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.access_token", "service_account_key"},
+		{`{"google": {"customer_id": "1234567890", "refresh_token": "r", "client_id": "c", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.client_secret", "required"},
+		{`{"google": {"customer_id": "1234567890", "client_id": "c", "client_secret": "s", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.refresh_token", "required"},
+		{`{"google": {"customer_id": "1234567890", "access_token": "a", "refresh_token": "r", "client_id": "c", "client_secret": "s", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google", "not several"},
+		{`{"google": {"customer_id": "1234567890", "service_account_key": {"type": "authorized_user"}, "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.service_account_key", "service_account"},
+		{`{"google": {"customer_id": "1234567890", "service_account_key": 12, "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.service_account_key", "JSON key file"},
+		{`{"google": {"customer_id": "1234567890", "refresh_token": "r", "client_id": "c", "client_secret": "s", "token_endpoint": "https://evil.example.com/token", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.token_endpoint", "allow-list"},
+		{`{"google": {"customer_id": "1234567890", "access_token": "a", "token_endpoint": "https://oauth2.googleapis.com/token", "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`, "google.token_endpoint", "only with"},
+		{`{"linkedin": {"refresh_token": "r", "client_secret": "s", "conversions": [{"event": "application", "conversion_rule_id": "1"}]}}`, "linkedin.client_id", "required"},
+		{`{"linkedin": {"conversions": [{"event": "application", "conversion_rule_id": "1"}]}}`, "linkedin.access_token", "refresh_token"},
+		{`{"meta": {"access_token": "x", "token_expires_at": "next week", "conversions": [{"event": "application", "pixel_id": "1", "event_name": "Lead"}]}}`, "meta.token_expires_at", "RFC 3339"},
 	}
 	for _, c := range cases {
 		_, _, err := Parse([]byte(c.body), Credentials{}, allow)
@@ -132,6 +147,78 @@ func TestParseInheritsCredentials(t *testing.T) {
 	}
 	if c.MetaAccessToken != "old" || c.LinkedInAccessToken != "" {
 		t.Fatalf("credentials %+v: want meta inherited, linkedin dropped", c)
+	}
+}
+
+func TestParseRefreshingCredentials(t *testing.T) {
+	pk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(pk)
+	saKey, _ := json.Marshal(map[string]string{"type": "service_account", "client_email": "fwd@p.iam.gserviceaccount.com",
+		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), "token_uri": "https://evil.example.com/token"})
+	body := `{"google": {"customer_id": "1234567890", "refresh_token": "1//rt-secret", "client_id": "cid", "client_secret": "cs-secret",
+	    "conversions": [{"event": "application", "conversion_action_id": "2"}]},
+	  "linkedin": {"refresh_token": "li-rt-secret", "client_id": "lcid", "client_secret": "lcs-secret", "token_endpoint": "http://127.0.0.1:9/oauth",
+	    "conversions": [{"event": "application", "conversion_rule_id": "1"}]},
+	  "meta": {"access_token": "EAAB-secret", "token_expires_at": "2027-01-31T12:00:00+01:00",
+	    "conversions": [{"event": "application", "pixel_id": "1", "event_name": "Lead"}]}}`
+	allow, _ := ParseAllowList(DefaultAllowedHosts + ",127.0.0.1")
+	s, c, err := Parse([]byte(body), Credentials{}, allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Credentials{MetaAccessToken: "EAAB-secret", GoogleRefreshToken: "1//rt-secret", GoogleClientID: "cid", GoogleClientSecret: "cs-secret",
+		LinkedInRefreshToken: "li-rt-secret", LinkedInClientID: "lcid", LinkedInClientSecret: "lcs-secret"}
+	if c != want {
+		t.Fatalf("credentials %+v", c)
+	}
+	enc := s.Encode()
+	for _, secret := range []string{"rt-secret", "cs-secret", "lcs-secret", "cid"} {
+		if strings.Contains(enc, secret) {
+			t.Fatalf("stored spec holds a credential: %s", enc)
+		}
+	}
+	if got := strings.Join(s.CredentialsSet, ","); got != "meta.access_token,google.refresh_token,google.client_id,google.client_secret,linkedin.refresh_token,linkedin.client_id,linkedin.client_secret" {
+		t.Errorf("credentials_set %q", got)
+	}
+	if s.Google.TokenEndpoint != DefaultGoogleTokenEndpoint || s.LinkedIn.TokenEndpoint != "http://127.0.0.1:9/oauth" ||
+		s.Meta.TokenExpiresAt != "2027-01-31T11:00:00Z" {
+		t.Fatalf("spec %s", enc)
+	}
+	if err := s.Check(allowDefault(t)); err == nil || !strings.Contains(err.Error(), "127.0.0.1:9") {
+		t.Fatalf("a token endpoint off the allow-list passes Check: %v", err)
+	}
+
+	// A service account replaces the refresh token it follows; its key's
+	// token_uri is not used (the token endpoint is the allow-listed one).
+	body = `{"google": {"customer_id": "1234567890", "service_account_key": ` + string(saKey) + `,
+	    "conversions": [{"event": "application", "conversion_action_id": "2"}]}}`
+	s, c, err = Parse([]byte(body), want, allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GoogleServiceAccountKey != string(saKey) || c.GoogleRefreshToken != "" || c.GoogleClientSecret != "" || s.Google.TokenEndpoint != DefaultGoogleTokenEndpoint {
+		t.Fatalf("credentials %+v, spec %s", c, s.Encode())
+	}
+	if strings.Contains(s.Encode(), "PRIVATE KEY") || strings.Join(s.CredentialsSet, ",") != "google.service_account_key" {
+		t.Fatalf("spec %s", s.Encode())
+	}
+	// As a string, the key is the same; a version without credentials
+	// keeps them.
+	quoted, _ := json.Marshal(string(saKey))
+	if _, c2, err := Parse([]byte(strings.Replace(body, string(saKey), string(quoted), 1)), Credentials{}, allow); err != nil || c2 != c {
+		t.Fatalf("key as a string: %+v %v", c2, err)
+	}
+	_, c3, err := Parse([]byte(`{"google": {"customer_id": "1234567890", "conversions": [{"event": "application", "conversion_action_id": "3"}]}}`), c, allow)
+	if err != nil || c3 != c {
+		t.Fatalf("inherited: %+v %v", c3, err)
+	}
+	// A static access token replaces the refreshing credentials.
+	_, c4, err := Parse([]byte(`{"google": {"customer_id": "1234567890", "access_token": "ya29", "conversions": [{"event": "application", "conversion_action_id": "3"}]}}`), want, allow)
+	if err != nil || c4 != (Credentials{GoogleAccessToken: "ya29"}) {
+		t.Fatalf("access token after refresh token: %+v %v", c4, err)
 	}
 }
 
