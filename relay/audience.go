@@ -270,7 +270,7 @@ func (a *reconciler) add(ctx context.Context, e *entry, au instruction.Audience,
 		ms[i].InstructionVersion = e.inst.Version
 		ms[i].ClientID = e.inst.ClientID
 	}
-	sender, dest, err := a.r.audienceSender(au, e.spec, e.creds)
+	sender, dest, err := a.r.audienceSender(au, versionKey{e.inst.CampaignID, e.inst.Version}, e.spec, e.creds)
 	if err == nil {
 		err = a.r.cfg.Allow.Check(au.Endpoint)
 	}
@@ -306,7 +306,7 @@ func (a *reconciler) remove(ctx context.Context, campaignID, dest string, v uint
 		}
 		return fmt.Errorf("instruction v%d of %s has no audience %s", v, campaignID, dest)
 	}
-	sender, d, serr := a.r.audienceSender(au, spec, creds)
+	sender, d, serr := a.r.audienceSender(au, versionKey{campaignID, v}, spec, creds)
 	if err == nil {
 		err = serr
 	}

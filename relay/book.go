@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"sync"
 	"time"
 
@@ -65,14 +66,17 @@ type book struct {
 	allow    instruction.AllowList
 	platform consent.Platform
 	now      func() time.Time
+	// tokens are the token sources of the instructions' credentials that
+	// refresh; those of versions no longer current go at each load.
+	tokens *tokens
 
 	mu      sync.Mutex
 	snap    *snapshot
 	changed chan struct{} // signalled when an instruction or sensitivity changed
 }
 
-func newBook(st Store, key *instruction.Key, allow instruction.AllowList, p consent.Platform, now func() time.Time) *book {
-	return &book{st: st, key: key, allow: allow, platform: p, now: now, changed: make(chan struct{}, 1)}
+func newBook(st Store, key *instruction.Key, allow instruction.AllowList, p consent.Platform, now func() time.Time, hc *http.Client) *book {
+	return &book{st: st, key: key, allow: allow, platform: p, now: now, tokens: newTokens(p, hc, now), changed: make(chan struct{}, 1)}
 }
 
 // get returns the current snapshot (nil before the first load).
@@ -131,6 +135,7 @@ func (b *book) load(ctx context.Context) error {
 	b.mu.Lock()
 	b.snap = next
 	b.mu.Unlock()
+	b.tokens.retain(next)
 	if changed {
 		select {
 		case b.changed <- struct{}{}:

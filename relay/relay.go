@@ -185,7 +185,7 @@ func New(cfg Config, st Store, log *slog.Logger, reg prometheus.Registerer) (*Re
 	r := &Relay{cfg: cfg, st: st, log: log.With("platform", cfg.Platform.String()),
 		m: newMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"platform": cfg.Platform.String()}, reg))}
 	r.recordGrace = defaultRecordGrace
-	r.book = newBook(st, cfg.Key, cfg.Allow, cfg.Platform, cfg.Now)
+	r.book = newBook(st, cfg.Key, cfg.Allow, cfg.Platform, cfg.Now, cfg.HTTPClient)
 	r.aud = &reconciler{r: r, backoff: map[string]retryState{}, purged: map[string]uint32{}}
 	return r, nil
 }

@@ -14,11 +14,30 @@ import (
 	"github.com/jobpixel/jobpixel/internal/store"
 )
 
+// destination returns d with the credentials of version k (spec and
+// creds): its token source when they refresh (one per version, kept
+// across batches), else its access token.
+func (r *Relay) destination(d forward.Destination, k versionKey, spec instruction.Spec, creds instruction.Credentials) (forward.Destination, error) {
+	src, err := r.book.tokens.source(k, spec, creds)
+	if err != nil {
+		return d, err
+	}
+	if src != nil {
+		d.Tokens = src
+	} else {
+		d.Token = creds.Token(r.cfg.Platform)
+	}
+	return d, nil
+}
+
 // conversionSender returns the client for target t with the instruction's
-// endpoint and credentials, and the destination with its token.
+// endpoint and credentials, and the destination with its token or token
+// source.
 func (r *Relay) conversionSender(t instruction.Target, e *entry) (forward.ConversionSender, forward.Destination, error) {
-	dest := t.Dest
-	dest.Token = e.creds.Token(t.Platform)
+	dest, err := r.destination(t.Dest, versionKey{e.inst.CampaignID, e.inst.Version}, e.spec, e.creds)
+	if err != nil {
+		return nil, dest, err
+	}
 	switch t.API {
 	case instruction.APIMetaCAPI:
 		return &meta.Client{BaseURL: t.Endpoint, Version: r.cfg.MetaVersion, HTTPClient: r.cfg.HTTPClient,
@@ -36,10 +55,13 @@ func (r *Relay) conversionSender(t instruction.Target, e *entry) (forward.Conver
 	return nil, dest, fmt.Errorf("no conversion client for %q", t.API)
 }
 
-// audienceSender returns the client for audience a of instruction spec.
-func (r *Relay) audienceSender(a instruction.Audience, spec instruction.Spec, creds instruction.Credentials) (forward.AudienceSender, forward.Destination, error) {
-	dest := a.Dest
-	dest.Token = creds.Token(a.Platform)
+// audienceSender returns the client for audience a of instruction
+// version k (spec and creds).
+func (r *Relay) audienceSender(a instruction.Audience, k versionKey, spec instruction.Spec, creds instruction.Credentials) (forward.AudienceSender, forward.Destination, error) {
+	dest, err := r.destination(a.Dest, k, spec, creds)
+	if err != nil {
+		return nil, dest, err
+	}
 	switch a.API {
 	case instruction.APIMetaAudience:
 		return &meta.Client{BaseURL: a.Endpoint, Version: r.cfg.MetaVersion, HTTPClient: r.cfg.HTTPClient,
