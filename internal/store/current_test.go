@@ -275,6 +275,15 @@ func scenario(t *testing.T, st *store.Store) {
 		Status: 400, Code: "100", Reason: "bad value", KafkaOffset: 3}}))
 	_, err = st.DeadLetters(ctx, cl.ID, cmp.ID, from, day, 10)
 	must(err)
+	must(st.InsertForwardStatus(ctx, []store.ForwardStatus{
+		{At: now, Seq: 1, ClientID: cl.ID, CampaignID: cmp.ID, Platform: "google", InstructionVersion: 1, Status: "Google credentials expired at x; send new credentials"},
+		{At: now, Seq: 2, ClientID: cl.ID, CampaignID: cmp.ID, Platform: "meta", InstructionVersion: 1, Status: "Meta refused"},
+		{At: now, Seq: 3, ClientID: cl.ID, CampaignID: cmp.ID, Platform: "meta", InstructionVersion: 1, Status: ""}}))
+	fs, err := st.ForwardStatuses(ctx, cl.ID, cmp.ID, 1)
+	must(err)
+	if len(fs) != 1 || fs[0].Platform != "google" || fs[0].Seq != 1 {
+		t.Errorf("forward statuses %+v, want google's only (meta's was cleared)", fs)
+	}
 	must(st.InsertSent(ctx, []store.Sent{{At: now, Platform: "meta", Offset: 2, EventID: events[2].ID, ClientID: cl.ID,
 		CampaignID: cmp.ID, Destination: "px_1"}}))
 	_, err = st.SentSince(ctx, "meta", 0, 0, 100)

@@ -229,7 +229,7 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) (RetentionR
 		return res, fmt.Errorf("store: retention: stale clients: %w", err)
 	}
 	for _, c := range stale {
-		tables := append([]string{"partner_shares", "clients", "campaigns", "campaign_guards", "forward_instructions", audienceTable}, recordTables...)
+		tables := append([]string{"partner_shares", "clients", "campaigns", "campaign_guards", "forward_instructions", "forward_status", audienceTable}, recordTables...)
 		for _, t := range append(tables, visitorTables...) {
 			if err := s.deleteWhere(ctx, t, "client_id = ?", c.ID); err != nil {
 				return res, fmt.Errorf("store: retention: purge %s of %s: %w", t, c.ID, err)
