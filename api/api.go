@@ -38,6 +38,7 @@ type Store interface {
 	Ledger(ctx context.Context, clientID, campaignID string, from, to time.Time, limit int) ([]store.LedgerRow, error)
 	DeadLetters(ctx context.Context, clientID, campaignID string, from, to time.Time, limit int) ([]store.DeadLetter, error)
 	UnconfirmedIntents(ctx context.Context, clientID, campaignID string, from, to, before time.Time, limit int) ([]store.Unconfirmed, error)
+	ForwardStatuses(ctx context.Context, clientID, campaignID string, version uint32) ([]store.ForwardStatus, error)
 	Audit(ctx context.Context, actor, action, clientID, campaignID, detail string) error
 	// Partner shares and the partner report (partners.go).
 	CreateShare(ctx context.Context, actor, clientID, campaignID, name string, minVisitors uint32) (store.Share, string, error)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,9 +74,59 @@ func (a *API) listInstructions(w http.ResponseWriter, r *http.Request) {
 		v := hist[n-1].Version
 		active = &v
 	}
+	status, err := a.instructionStatus(r.Context(), hist)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"campaign": camp.ID, "sensitive": camp.Sensitive, "active_version": active, "versions": versions,
+		"campaign": camp.ID, "sensitive": camp.Sensitive, "active_version": active, "versions": versions, "status": status,
 	})
+}
+
+// MetaExpiryNotice is how long before a Meta token's token_expires_at the
+// instruction's status warns of it.
+const MetaExpiryNotice = 7 * 24 * time.Hour
+
+// instructionStatus is the status of the active version of an instruction
+// history: what stops a platform's forwarding that only the client can
+// fix — the credentials the forward role found refused (forward_status,
+// e.g. "Google credentials expired at …; send new credentials") and a Meta
+// token that expires within MetaExpiryNotice or has expired
+// (token_expires_at) — joined by "; ", or "" when there is none (or no
+// active version).
+func (a *API) instructionStatus(ctx context.Context, hist []store.Instruction) (string, error) {
+	n := len(hist)
+	if n == 0 || hist[n-1].Revoked {
+		return "", nil
+	}
+	in := hist[n-1]
+	reported, err := a.st.ForwardStatuses(ctx, in.ClientID, in.CampaignID, in.Version)
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	meta := ""
+	if spec, err := instruction.Decode(in.Spec); err == nil && spec.Meta != nil && spec.Meta.TokenExpiresAt != "" {
+		at, err := time.Parse(time.RFC3339, spec.Meta.TokenExpiresAt)
+		switch now := a.now(); {
+		case err != nil || now.Before(at.Add(-MetaExpiryNotice)):
+		case now.Before(at):
+			meta = "Meta token expires at " + spec.Meta.TokenExpiresAt + "; send a new one before"
+		default:
+			meta = "Meta token expired at " + spec.Meta.TokenExpiresAt + "; send new credentials"
+		}
+	}
+	for _, f := range reported {
+		if f.Platform == "meta" && meta != "" {
+			continue // the expiry says it
+		}
+		out = append(out, f.Status)
+	}
+	if meta != "" {
+		out = append(out, meta)
+	}
+	return strings.Join(out, "; "), nil
 }
 
 func sensitiveError() error {
@@ -280,8 +331,18 @@ func (a *API) ledger(w http.ResponseWriter, r *http.Request) {
 	if unconfirmed == nil {
 		unconfirmed = []store.Unconfirmed{}
 	}
+	hist, err := a.st.Instructions(r.Context(), c.ID, camp.ID)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	status, err := a.instructionStatus(r.Context(), hist)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"campaign": camp.ID, "from": from.Format(time.DateOnly), "to": to.Format(time.DateOnly),
-		"batches": rows, "dead_letters": dead, "unconfirmed": unconfirmed,
+		"batches": rows, "dead_letters": dead, "unconfirmed": unconfirmed, "status": status,
 	})
 }

@@ -385,8 +385,8 @@ func (a *reconciler) send(ctx context.Context, action string, do membersFunc, de
 	for _, f := range res.Failures() {
 		failed[f.Index] = f.Err
 	}
-	changes, dead, permanent, firstErr := a.outcomes(action, purpose, reason, au, v, ms, failed, itemBatch, now)
-	if permanent {
+	changes, dead, permanent, refused, firstErr := a.outcomes(action, purpose, reason, au, v, ms, failed, itemBatch, now)
+	if permanent || refused != nil {
 		a.later(key, now)
 	} else {
 		delete(a.backoff, key)
@@ -397,6 +397,12 @@ func (a *reconciler) send(ctx context.Context, action string, do membersFunc, de
 		!r.record(ctx, "audience changes", func(c context.Context) error { return r.st.InsertAudienceChanges(c, changes) }) {
 		return ctx.Err()
 	}
+	switch k := (versionKey{ms[0].CampaignID, v}); {
+	case refused != nil:
+		r.note(ctx, k, ms[0].ClientID, au.Key(), credentialsStatus(p, refused), now)
+	case len(changes) > 0:
+		r.note(ctx, k, ms[0].ClientID, au.Key(), "", now)
+	}
 	if firstErr != nil {
 		return fmt.Errorf("%s %s: %d of %d members not done: %w", action, au.Key(), len(failed), len(ms), firstErr)
 	}
@@ -405,11 +411,12 @@ func (a *reconciler) send(ctx context.Context, action string, do membersFunc, de
 
 // outcomes sorts the members of one add or remove call (failed: by index,
 // the members the platform did not take) into the members' new state for
-// those done and dead letters for those refused for good; the others are
-// sent again by a later run. permanent reports a refusal for good, firstErr
-// is the first failure.
+// those done and dead letters for those refused for good; the others,
+// those whose credentials were refused included, are sent again by a later
+// run. permanent reports a refusal for good, refused the credentials
+// failure (credentialsFailed) if any, firstErr the first failure.
 func (a *reconciler) outcomes(action, purpose, reason string, au instruction.Audience, v uint32, ms []store.AudienceMember,
-	failed map[int]error, itemBatch []string, now time.Time) (changes []store.AudienceChange, dead []store.DeadLetter, permanent bool, firstErr error) {
+	failed map[int]error, itemBatch []string, now time.Time) (changes []store.AudienceChange, dead []store.DeadLetter, permanent bool, refused, firstErr error) {
 	r := a.r
 	p := r.cfg.Platform
 	for i, m := range ms {
@@ -418,6 +425,11 @@ func (a *reconciler) outcomes(action, purpose, reason string, au instruction.Aud
 				firstErr = err
 			}
 			kind := forward.Classify(err)
+			if credentialsFailed(err) {
+				refused = err
+				r.m.items.WithLabelValues(purpose, "held_credentials").Inc()
+				continue
+			}
 			if kind == forward.Permanent {
 				permanent = true
 				status, code, why := errDetail(err)
@@ -435,7 +447,7 @@ func (a *reconciler) outcomes(action, purpose, reason string, au instruction.Aud
 		changes = append(changes, store.AudienceChange{At: now, Action: action, Reason: reason, BatchID: itemBatch[i],
 			Platform: p.String(), AudienceMember: m})
 	}
-	return changes, dead, permanent, firstErr
+	return changes, dead, permanent, refused, firstErr
 }
 
 // memberRef names an audience member in a dead letter by ids of ours — the

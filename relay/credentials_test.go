@@ -1,7 +1,10 @@
 package relay
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,9 +33,40 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// warnings counts the warnings logged with a message.
+type warnings struct {
+	mu  sync.Mutex
+	n   map[string]int
+	log []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	w.n[r.Message]++
+	w.log = append(w.log, line)
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+func (w *warnings) count(msg string) (int, []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n[msg], append([]string(nil), w.log...)
+}
+
+const refusedMsg = "credentials refused: holding the destination's work until new credentials arrive"
+
 // TestRefreshingCredentials: an instruction with a Google refresh token
 // is sent with access tokens from the token endpoint, one kept across
-// batches and replaced before it expires (no request meets a 401).
+// batches and replaced before it expires (no request meets a 401). Once
+// the refresh token is revoked and the access token expired, the work is
+// held, not dead-lettered: the instruction's status says when the
+// credentials expired, a warning is logged once; a new version with a
+// fresh refresh token clears the status and the held work is sent.
 func TestRefreshingCredentials(t *testing.T) {
 	e := newEnv(t)
 	clk := &clock{t: time.Now()}
@@ -49,7 +83,8 @@ func TestRefreshingCredentials(t *testing.T) {
 	e.instruct(c.ID, body("rt-1"))
 	cfg := e.config(consent.Google, "refreshing")
 	cfg.Now = clk.Now
-	e.start(cfg)
+	w := &warnings{n: map[string]int{}}
+	e.startWith(cfg, e.st, func(r *Relay) { r.log = slog.New(w) })
 	n := 0
 	send := func() string {
 		t.Helper()
@@ -81,5 +116,48 @@ func TestRefreshingCredentials(t *testing.T) {
 		if r.Status == 401 {
 			t.Fatalf("a request met a 401: %+v", g.Requests())
 		}
+	}
+
+	expiry := clk.Now().Add(time.Hour).UTC().Format(time.RFC3339) // the token just fetched
+	g.Tokens.Revoke("rt-1")
+	clk.Advance(2 * time.Hour)
+	held := send()
+	want := "Google credentials expired at " + expiry + "; send new credentials"
+	ctx := context.Background()
+	status := func() string {
+		fs, err := e.st.ForwardStatuses(ctx, e.client.ID, c.ID, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) == 0 {
+			return ""
+		}
+		return fs[0].Status
+	}
+	waitFor(t, 30*time.Second, "the status", func() (bool, string) { s := status(); return s == want, s })
+	// Held: retried (each retry asks the token endpoint again), never
+	// dead-lettered, logged once.
+	asked := g.Tokens.Requests()
+	waitFor(t, 30*time.Second, "retries", func() (bool, string) {
+		return g.Tokens.Requests() >= asked+2, fmt.Sprint(g.Tokens.Requests())
+	})
+	if d := e.deadLetters(); len(d) != 0 {
+		t.Fatalf("dead letters %+v", d)
+	}
+	if _, ok := g.Event(held); ok {
+		t.Fatal("sent with revoked credentials")
+	}
+	if n, log := w.count(refusedMsg); n != 1 || !strings.Contains(strings.Join(log, "\n"), want) {
+		t.Fatalf("%d warnings, want 1 naming %q:\n%s", n, want, strings.Join(log, "\n"))
+	}
+	g.Tokens.AddClient("cid", "client-secret", "rt-2")
+	e.instruct(c.ID, body("rt-2"))
+	sent(held)
+	waitFor(t, 30*time.Second, "version 1's status kept, version 2 without", func() (bool, string) {
+		fs, err := e.st.ForwardStatuses(ctx, e.client.ID, c.ID, 2)
+		return err == nil && len(fs) == 0 && status() == want, fmt.Sprint(fs, err)
+	})
+	if d := e.deadLetters(); len(d) != 0 {
+		t.Fatalf("dead letters %+v", d)
 	}
 }

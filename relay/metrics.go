@@ -17,7 +17,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jobpixel_forward_skipped_total",
 			Help: "Hits or items not forwarded, by reason (no_instruction, revoked, sensitive, no_consent, ...)."}, []string{"reason"}),
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jobpixel_forward_items_total",
-			Help: "Items handled by the forwarder, by purpose and outcome (sent, retry, dead_letter)."}, []string{"purpose", "outcome"}),
+			Help: "Items handled by the forwarder, by purpose and outcome (sent, retry, held_credentials, dead_letter)."}, []string{"purpose", "outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jobpixel_forward_errors_total",
 			Help: "Forwarder errors by what failed (kafka, clickhouse, instructions, stale_instructions)."}, []string{"what"}),
 		holding: prometheus.NewGauge(prometheus.GaugeOpts{Name: "jobpixel_forward_holding",

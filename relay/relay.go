@@ -27,7 +27,10 @@
 //     every platform request gets a forward_ledger row, every item refused
 //     for good a forward_dead_letters row, every item done a forward_sent
 //     row. Retryable and throttled items are retried (the partition holds)
-//     until MaxHold, then dead-lettered.
+//     until MaxHold, then dead-lettered. Items whose credentials were
+//     refused (credentialsFailed) are held, however long, until a new
+//     instruction version brings credentials that work; the instruction's
+//     status says so (forward_status, see note).
 //  5. Only then is the Kafka offset committed.
 //
 // A restart resumes from the committed offset and skips what forward_sent
@@ -128,6 +131,7 @@ type Store interface {
 	AudienceMembers(ctx context.Context, platform, campaignID string) ([]store.AudienceMember, error)
 	AudienceCampaigns(ctx context.Context, platform string) ([]string, error)
 	DeleteAudienceFacts(ctx context.Context, platform, campaignID string, version uint32) error
+	InsertForwardStatus(ctx context.Context, rows []store.ForwardStatus) error
 }
 
 // Relay forwards one platform's share of the hits.
@@ -138,6 +142,8 @@ type Relay struct {
 	m    *metrics
 	book *book
 	aud  *reconciler
+	// creds is the credentials state reported last (note).
+	creds credentials
 	// recordGrace: see defaultRecordGrace (tests simulate a crash with -1).
 	recordGrace time.Duration
 }
@@ -185,6 +191,7 @@ func New(cfg Config, st Store, log *slog.Logger, reg prometheus.Registerer) (*Re
 	r := &Relay{cfg: cfg, st: st, log: log.With("platform", cfg.Platform.String()),
 		m: newMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"platform": cfg.Platform.String()}, reg))}
 	r.recordGrace = defaultRecordGrace
+	r.creds = credentials{dest: map[string]bool{}, version: map[versionKey]string{}}
 	r.book = newBook(st, cfg.Key, cfg.Allow, cfg.Platform, cfg.Now, cfg.HTTPClient)
 	r.aud = &reconciler{r: r, backoff: map[string]retryState{}, purged: map[string]uint32{}}
 	return r, nil

@@ -577,14 +577,16 @@ func TestKillAndRestart(t *testing.T) {
 }
 
 // TestFaults: throttling and 5xx are retried (honouring Retry-After),
-// a permanent refusal is dead-lettered with its reason, and the partition
-// moves on.
+// a permanent refusal (here a 404: the bad campaign's endpoint has a path
+// LinkedIn does not serve) is dead-lettered with its reason, and the
+// partition moves on. (Refused credentials are held instead:
+// TestRefreshingCredentials.)
 func TestFaults(t *testing.T) {
 	e := newEnv(t)
 	good, bad := e.campaign("good"), e.campaign("bad")
 	conv := `{"linkedin": {"endpoint": %q, "access_token": %q, "conversions": [{"event": "application", "conversion_rule_id": %q}]}}`
 	e.instruct(good.ID, fmt.Sprintf(conv, e.linkedin.URL(), linkedinToken, ruleID))
-	e.instruct(bad.ID, fmt.Sprintf(conv, e.linkedin.URL(), "wrong-token", "667"))
+	e.instruct(bad.ID, fmt.Sprintf(conv, e.linkedin.URL()+"/gone", linkedinToken, "667"))
 	e.linkedin.Inject(linkedintest.Throttled(time.Second), linkedintest.ServerError())
 	start := time.Now()
 	e.start(e.config(consent.LinkedIn, "fwd-linkedin"))
@@ -605,7 +607,7 @@ func TestFaults(t *testing.T) {
 		t.Errorf("Retry-After of 1s not honoured")
 	}
 	for _, d := range e.deadLetters() {
-		if d.Kind != "permanent" || d.Code != "INVALID_ACCESS_TOKEN" {
+		if d.Kind != "permanent" || !strings.Contains(d.Reason, "404") {
 			t.Errorf("dead letter %+v", d)
 		}
 	}

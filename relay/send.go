@@ -131,9 +131,10 @@ func (r *Relay) prepareConversions(e *entry, g []*pending, now time.Time) *convS
 }
 
 // sendConversions sends one prepared group, whose intent is recorded, and
-// sorts every item into sent, dead-lettered or to be retried. done is the
-// intent's done row (nil if nothing was to be sent), to be recorded right
-// after the ledger rows.
+// sorts every item into sent, dead-lettered or to be retried (held, however
+// long, when the credentials were refused; the state is noted). done is
+// the intent's done row (nil if nothing was to be sent), to be recorded
+// right after the ledger rows.
 func (r *Relay) sendConversions(ctx context.Context, cs *convSend, now time.Time) (
 	ledger []store.LedgerRow, sent []store.Sent, dead []store.DeadLetter, retry []*pending, done []store.Intent) {
 	g := cs.g
@@ -142,7 +143,14 @@ func (r *Relay) sendConversions(ctx context.Context, cs *convSend, now time.Time
 		sent = append(sent, store.Sent{At: now, Platform: r.cfg.Platform.String(), Partition: p.partition, Offset: p.offset,
 			EventID: p.eventID, ClientID: p.clientID, CampaignID: p.campaignID, Destination: p.target.Key()})
 	}
+	var refused error
 	fail := func(p *pending, err error) {
+		if credentialsFailed(err) {
+			refused, p.lastErr = err, err
+			r.m.items.WithLabelValues(store.PurposeConversions, "held_credentials").Inc()
+			retry = append(retry, p)
+			return
+		}
 		kind := forward.Classify(err)
 		status, code, reason := errDetail(err)
 		if kind == forward.Retryable || kind == forward.Throttled {
@@ -180,6 +188,13 @@ func (r *Relay) sendConversions(ctx context.Context, cs *convSend, now time.Time
 		}
 		r.m.items.WithLabelValues(store.PurposeConversions, "sent").Inc()
 		finish(p)
+	}
+	// The credentials are refused, or work if the platform took an item.
+	switch k := (versionKey{g[0].campaignID, g[0].version}); {
+	case refused != nil:
+		r.note(ctx, k, g[0].clientID, t.Key(), credentialsStatus(r.cfg.Platform, refused), now)
+	case len(failed) < len(g):
+		r.note(ctx, k, g[0].clientID, t.Key(), "", now)
 	}
 	return ledger, sent, dead, retry, done
 }
