@@ -161,3 +161,38 @@ func TestRefreshingCredentials(t *testing.T) {
 		t.Fatalf("dead letters %+v", d)
 	}
 }
+
+// TestMetaTokenRefused: a Meta access token Meta refuses (code 190) holds
+// the conversions, never dead-letters them, and sets the status; a new
+// version with a working token sends them.
+func TestMetaTokenRefused(t *testing.T) {
+	e := newEnv(t)
+	c := e.campaign("expired-token")
+	body := `{"meta": {"endpoint": %q, "access_token": %q,
+	  "conversions": [{"event": "application", "pixel_id": %q, "event_name": "Lead"}]}}`
+	e.instruct(c.ID, fmt.Sprintf(body, e.meta.URL(), "expired-token", pixelID))
+	e.start(e.config(consent.Meta, "meta-refused"))
+	v := newVisitor(1)
+	e.register(v)
+	h := hit(c, v, schemas.EventApplication, adsGranted)
+	e.produce(h)
+	want := "Meta refused the access token (code 190: invalid or expired); send new credentials"
+	waitFor(t, 30*time.Second, "the status", func() (bool, string) {
+		fs, err := e.st.ForwardStatuses(context.Background(), e.client.ID, c.ID, 1)
+		return err == nil && len(fs) == 1 && fs[0].Status == want, fmt.Sprint(fs, err)
+	})
+	if _, ok := e.meta.Event(id(h)); ok {
+		t.Fatal("sent with a refused token")
+	}
+	if d := e.deadLetters(); len(d) != 0 {
+		t.Fatalf("dead letters %+v", d)
+	}
+	e.instruct(c.ID, fmt.Sprintf(body, e.meta.URL(), metaToken, pixelID))
+	waitFor(t, 30*time.Second, "the held conversion", func() (bool, string) {
+		_, ok := e.meta.Event(id(h))
+		return ok, fmt.Sprint(len(e.meta.Events()))
+	})
+	if d := e.deadLetters(); len(d) != 0 {
+		t.Fatalf("dead letters %+v", d)
+	}
+}
