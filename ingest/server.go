@@ -154,11 +154,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.srv = &fasthttp.Server{
-		Handler:                       s.Handler(),
-		Name:                          "jobpixel",
-		Concurrency:                   16 * 1024,
-		ReadBufferSize:                8 << 10, // bounds request line + headers
-		MaxRequestBodySize:            cfg.MaxBodyBytes,
+		Handler:        s.Handler(),
+		Name:           "jobpixel",
+		Concurrency:    16 * 1024,
+		ReadBufferSize: 8 << 10, // bounds request line + headers
+		// Bodies up to twice the limit are read and answered 413 by the
+		// handler; fasthttp refuses larger ones unread and closes, which a
+		// client still writing sees as a reset instead of the 413.
+		MaxRequestBodySize:            2 * cfg.MaxBodyBytes,
 		ReadTimeout:                   cfg.ReadTimeout,
 		WriteTimeout:                  10 * time.Second,
 		IdleTimeout:                   60 * time.Second,
@@ -227,7 +230,9 @@ func (s *Server) Readiness() (ok bool, why string) {
 }
 
 // transportError answers requests fasthttp could not read: 413 for bodies
-// over MaxBodyBytes, 400 otherwise, in the same JSON shape as /e errors.
+// over twice MaxBodyBytes (smaller ones over the limit are the handler's
+// 413), 408 on a read time-out, 400 otherwise, in the same JSON shape as /e
+// errors.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.Set("Access-Control-Allow-Origin", "*")
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
