@@ -11,27 +11,9 @@ import (
 
 	"github.com/jobpixel/jobpixel/consent"
 	"github.com/jobpixel/jobpixel/forward/google/googletest"
+	"github.com/jobpixel/jobpixel/internal/fakeclock"
 	"github.com/jobpixel/jobpixel/schemas"
 )
-
-// clock is a settable clock shared by a relay and a fake platform, so an
-// access token's hour passes at once.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // warnings counts the warnings logged with a message.
 type warnings struct {
@@ -69,7 +51,7 @@ const refusedMsg = "credentials refused: holding the destination's work until ne
 // fresh refresh token clears the status and the held work is sent.
 func TestRefreshingCredentials(t *testing.T) {
 	e := newEnv(t)
-	clk := &clock{t: time.Now()}
+	clk := fakeclock.New(time.Now()) // shared by the relay and the fake platform: a token's hour passes at once
 	g := googletest.Start(googletest.Config{Token: "no-static-token", Now: clk.Now})
 	t.Cleanup(g.Close)
 	g.Tokens.AddClient("cid", "client-secret", "rt-1")

@@ -48,7 +48,7 @@ var floors = map[string]struct {
 	// Test support and the system tests.
 	"forward/meta/metatest": {testOnly, "test"}, "forward/google/googletest": {testOnly, "test"},
 	"forward/linkedin/linkedintest": {testOnly, "test"}, "forward/internal/fakeserver": {testOnly, "test"},
-	"forward/internal/fakeclock": {testOnly, "test"}, "forward/internal/golden": {testOnly, "test"},
+	"internal/fakeclock": {testOnly, "test"}, "forward/internal/golden": {testOnly, "test"},
 	"internal/testenv": {testOnly, "test"}, "internal/testenv/chdbexec": {testOnly, "test"},
 	"systemtest": {testOnly, "systemtest"}, "systemtest/faulttest": {testOnly, "systemtest"},
 	// The deploy files' test (deploy/ holds no Go code): it reads the flags

@@ -14,7 +14,7 @@ import (
 	"github.com/jobpixel/jobpixel/forward"
 	"github.com/jobpixel/jobpixel/forward/google"
 	"github.com/jobpixel/jobpixel/forward/google/googletest"
-	"github.com/jobpixel/jobpixel/forward/internal/fakeclock"
+	"github.com/jobpixel/jobpixel/internal/fakeclock"
 )
 
 const (

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/jobpixel/jobpixel/forward"
-	"github.com/jobpixel/jobpixel/forward/internal/fakeclock"
 	"github.com/jobpixel/jobpixel/forward/linkedin"
 	"github.com/jobpixel/jobpixel/forward/linkedin/linkedintest"
+	"github.com/jobpixel/jobpixel/internal/fakeclock"
 )
 
 const (

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/jobpixel/jobpixel/forward"
-	"github.com/jobpixel/jobpixel/forward/internal/fakeclock"
 	"github.com/jobpixel/jobpixel/forward/meta"
 	"github.com/jobpixel/jobpixel/forward/meta/metatest"
+	"github.com/jobpixel/jobpixel/internal/fakeclock"
 )
 
 const (

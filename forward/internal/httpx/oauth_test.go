@@ -14,7 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/jobpixel/jobpixel/forward"
-	"github.com/jobpixel/jobpixel/forward/internal/fakeclock"
+	"github.com/jobpixel/jobpixel/internal/fakeclock"
 )
 
 var t0 = time.Date(2026, 10, 14, 14, 45, 18, 0, time.UTC)
