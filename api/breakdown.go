@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -79,10 +78,7 @@ func (a *API) breakdown(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if _, err := a.st.ClientCampaign(r.Context(), c.ID, id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			err = &apiError{http.StatusNotFound, "campaign not found"}
-		}
+	if _, err := a.clientCampaign(r.Context(), c.ID, id); err != nil {
 		a.fail(w, r, err)
 		return
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -172,15 +173,22 @@ func (a *API) ownCampaign(w http.ResponseWriter, r *http.Request) (store.Client,
 		a.fail(w, r, &apiError{http.StatusNotFound, "campaign not found"})
 		return c, store.Campaign{}, false
 	}
-	camp, err := a.st.ClientCampaign(r.Context(), c.ID, id)
-	if errors.Is(err, store.ErrNotFound) {
-		err = &apiError{http.StatusNotFound, "campaign not found"}
-	}
+	camp, err := a.clientCampaign(r.Context(), c.ID, id)
 	if err != nil {
 		a.fail(w, r, err)
 		return c, store.Campaign{}, false
 	}
 	return c, camp, true
+}
+
+// clientCampaign returns campaign id of client clientID; one of another
+// client, or none, is the same 404.
+func (a *API) clientCampaign(ctx context.Context, clientID, id string) (store.Campaign, error) {
+	camp, err := a.st.ClientCampaign(ctx, clientID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		err = &apiError{http.StatusNotFound, "campaign not found"}
+	}
+	return camp, err
 }
 
 func (a *API) getCampaign(w http.ResponseWriter, r *http.Request) {
